@@ -1,0 +1,37 @@
+# airdock — the README's commands. Each target installs what it needs first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.airdock-installed
+
+.PHONY: install lint test test-unit demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install.sh
+	@scripts/install.sh
+	@touch $(STAMP)
+
+lint: install
+	@echo "== lint: ruff + mypy"
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
+
+test: lint
+	@echo "== test: unit, integration and e2e (engine, registry, local stack, Airflow)"
+	@scripts/engine.sh run $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: install
+	@scripts/engine.sh run scripts/demo.sh
+
+bench: install
+	@scripts/engine.sh run $(BIN)/python -m benchmarks
+
+clean:
+	-$(BIN)/airdock local down 2>/dev/null
+	-scripts/engine.sh stop
+	rm -rf $(VENV) .airdock .mypy_cache .ruff_cache .pytest_cache
