@@ -1,0 +1,149 @@
+"""`make demo`: build the example job image, push it to the local ECR stack, run the example DAG.
+
+Runs under scripts/engine.sh (DOCKER_HOST points at a live engine). Steps, each announced:
+stack up → build → create repository → push → drop the local copy → Airflow DB → `airflow dags test`.
+Exits non-zero with one line when a step fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import docker
+from botocore.exceptions import ClientError
+
+from airdock.local import settings as local_settings
+from airdock.local.images import build_image
+from airdock.local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".airdock"
+DAG_ID = "airdock_example_scraper"
+REPOSITORY = "airdock-demo/scraper"
+AIRDOCK = str(ROOT / ".venv/bin/airdock")
+AIRFLOW = str(ROOT / ".venv/bin/airflow")
+
+
+def step(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"demo: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def main() -> None:
+    data_dir = STATE / "local"
+    stack = LocalStack(data_dir)
+    started_stack = not stack.status().running
+    if subprocess.run([AIRDOCK, "local", "up", "--data-dir", str(data_dir)], check=False).returncode:
+        fail("the local ECR stack did not start (see the line above)")
+    try:
+        run_demo(stack)
+    finally:
+        if started_stack:
+            subprocess.run([AIRDOCK, "local", "down", "--data-dir", str(data_dir)], check=False)
+
+
+def run_demo(stack: LocalStack) -> None:
+    settings = stack.saved_settings()
+    assert settings is not None
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=settings.api_url,
+        region_name=settings.region,
+        aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
+    )
+    client = docker.from_env(timeout=300)
+    remote = f"{settings.registry_host}/{REPOSITORY}"
+
+    step(f"building the example job image from examples/scraper ({REPOSITORY}:latest)")
+    image = build_image(client, f"{REPOSITORY}:latest", context=ROOT / "examples/scraper")
+    image.tag(remote, "latest")
+
+    try:
+        ecr.create_repository(repositoryName=REPOSITORY)
+        step(f"created repository {REPOSITORY}")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "RepositoryAlreadyExistsException":
+            fail(f"CreateRepository failed: {exc}")
+        step(f"repository {REPOSITORY} exists")
+
+    auth = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
+    step(f"got a registry token from GetAuthorizationToken (expires {auth['expiresAt']:%H:%M:%S %Z})")
+    step(f"pushing {remote}:latest")
+    digest = ""
+    for event in client.api.push(
+        remote, tag="latest", auth_config={"username": user, "password": password}, stream=True, decode=True
+    ):
+        if "error" in event:
+            fail(f"push failed: {event['error']}")
+        digest = event.get("aux", {}).get("Digest", digest)
+    step(f"pushed {remote}@{digest}")
+    client.images.remove(f"{remote}:latest")
+    step("removed the local copy, so the task must pull it from the registry")
+
+    airflow_home = STATE / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "src/airdock/airflow/example_dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRDOCK_LOCAL_REGISTRY": settings.registry_host,
+            "AIRFLOW__AIRDOCK__ECR_REGISTRIES": settings.registry_host,
+            # The password travels in the environment of the Airflow process, never in argv.
+            "AIRFLOW_CONN_AIRDOCK_REGISTRY": json.dumps(
+                {"conn_type": "docker", "host": settings.registry_host, "login": user, "password": password}
+            ),
+        }
+    )
+    step(f"preparing Airflow's metadata DB in {airflow_home} (first run takes ~30 s)")
+    migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
+    if migrate.returncode:
+        fail(f"airflow db migrate failed: {(migrate.stderr or migrate.stdout).strip().splitlines()[-1:]}")
+
+    log_path = STATE / "demo" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    step(f"running `airflow dags test {DAG_ID}` (full output: {log_path})")
+    state = "unknown"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [AIRFLOW, "dags", "test", DAG_ID],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if "scraper:" in line or "Pulling" in line or "DagRun Finished" in line or "ERROR" in line:
+                print(f"  | {line.rstrip()[-160:]}", flush=True)
+            found = re.search(r"DagRun Finished: .*state=(\w+)", line)
+            if found:
+                state = found.group(1)
+        proc.wait()
+    task_logs = sorted(
+        (airflow_home / "logs").glob(f"dag_id={DAG_ID}/**/*.log"), key=lambda p: p.stat().st_mtime
+    )
+    step(f"DAG run state: {state}")
+    step(f"logs: {log_path}" + (f" and {task_logs[-1]}" if task_logs else ""))
+    if state != "success" or proc.returncode:
+        fail(f"the DAG run did not succeed (state {state}); see {log_path}")
+
+
+if __name__ == "__main__":
+    main()
