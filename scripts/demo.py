@@ -32,6 +32,18 @@ AIRDOCK = str(ROOT / ".venv/bin/airdock")
 AIRFLOW = str(ROOT / ".venv/bin/airflow")
 
 
+# Lines of `airflow dags test` worth showing live: the pull, the job's output, errors, the outcome.
+SHOWN = ("scraper:", "Pulling", "Downloaded newer image", "DagRun Finished", "[error", "ERROR")
+_STRUCTLOG = re.compile(r"^\S+ \[(\w+)\s*\] (.*?)\s+\[[\w.]+\](?: loc=\S+)?(.*)$")
+
+
+def summarise(line: str) -> str:
+    """``<time> [info ] message [logger] loc=... k=v`` → ``message k=v`` (shortened)."""
+    match = _STRUCTLOG.match(line.rstrip())
+    text = f"{match.group(2)}{match.group(3)}" if match else line.rstrip()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def step(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
@@ -81,7 +93,7 @@ def run_demo(stack: LocalStack) -> None:
 
     auth = ecr.get_authorization_token()["authorizationData"][0]
     user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
-    step(f"got a registry token from GetAuthorizationToken (expires {auth['expiresAt']:%H:%M:%S %Z})")
+    step(f"got a registry token from GetAuthorizationToken (valid until {auth['expiresAt']:%Y-%m-%d %H:%M})")
     step(f"pushing {remote}:latest")
     digest = ""
     for event in client.api.push(
@@ -130,8 +142,8 @@ def run_demo(stack: LocalStack) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if "scraper:" in line or "Pulling" in line or "DagRun Finished" in line or "ERROR" in line:
-                print(f"  | {line.rstrip()[-160:]}", flush=True)
+            if any(key in line for key in SHOWN):
+                print(f"  | {summarise(line)}", flush=True)
             found = re.search(r"DagRun Finished: .*state=(\w+)", line)
             if found:
                 state = found.group(1)

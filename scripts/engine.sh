@@ -30,10 +30,15 @@ answers() {  # answers DOCKER_HOST_VALUE -> 0 when an engine replies on it
 }
 
 install_packages() {
-    local missing=()
-    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-    command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-    [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
+    local missing=() pkg
+    if command -v dpkg-query >/dev/null 2>&1; then
+        for pkg in docker.io docker-registry busybox-static; do
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+        done
+    else
+        command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+        command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    fi
     [ "${#missing[@]}" -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"

@@ -10,7 +10,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 echo "install: installing airdock (editable) with Airflow, providers and test tools — first run takes about a minute"
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 \
+    | grep -v "^WARNING: Location 'file://" || true
 .venv/bin/python -m pip install -q --disable-pip-version-check --progress-bar off -e '.[test]' 2>&1 \
     | grep -v "^WARNING: Location 'file://" || true
 .venv/bin/python -c 'import airdock, airflow, docker' \

@@ -15,3 +15,4 @@ done
 printf '{"pages": %s, "items": %s}\n' "$PAGES" "$items" > "$OUT"
 echo "scraper: wrote ${OUT}: $(cat "$OUT")"
 echo "scraper: done"
+cat "$OUT"  # last line: the result, which the operator pushes to XCom

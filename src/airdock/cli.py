@@ -34,7 +34,7 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
 
 DataDir = Annotated[
     Path,
@@ -179,12 +179,12 @@ def main() -> None:
     except typer.Abort:
         err.print("airdock: aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors of the click that Typer bundles arrive here in non-standalone mode.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise
 
 

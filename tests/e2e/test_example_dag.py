@@ -73,5 +73,6 @@ def test_example_dag_pulls_and_runs_the_private_image(
     assert state.group(1) == "success", output[-3000:]
     assert "scraper: page 3/3: 21 items" in output
     assert "scraper: done" in output
+    assert '{"pages": 3, "items": 42}' in output
     assert password not in output, "the registry password leaked into the task output"
     assert docker_client.images.get(ref).attrs["RepoDigests"], "the task pulled the image from the registry"

@@ -4,7 +4,7 @@ The image lives at ``$AIRDOCK_LOCAL_REGISTRY/airdock-demo/scraper:latest`` (push
 ``make demo``). The task uses the docker provider's stock ``DockerOperator`` fed with a registry
 token through the ``airdock_registry`` Docker connection, which ``make demo`` provides as an
 ``AIRFLOW_CONN_AIRDOCK_REGISTRY`` environment variable holding a fresh GetAuthorizationToken
-password. The container's result file becomes the task's XCom.
+password. The job's last output line (its result, as JSON) becomes the task's XCom.
 """
 
 from __future__ import annotations
@@ -34,6 +34,4 @@ with DAG(
         mount_tmp_dir=False,
         auto_remove="success",
         environment={"SCRAPER_PAGES": "3"},
-        retrieve_output=True,
-        retrieve_output_path="/tmp/result.json",  # noqa: S108 - a path inside the container
     )
