@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.airdock-installed
+LINT_PATHS := src tests scripts $(wildcard benchmarks)
 
 .PHONY: install lint test test-unit demo bench clean
 
@@ -14,8 +15,8 @@ $(STAMP): pyproject.toml scripts/install.sh
 
 lint: install
 	@echo "== lint: ruff + mypy"
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 test: lint
