@@ -87,6 +87,13 @@ def local_up(
         str | None,
         typer.Option(help=f"Region reported by the API (default: {local_settings.DEFAULT_REGION})"),
     ] = None,
+    deny_action: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Refuse this ECR action as IAM would (e.g. ecr:BatchGetImage), to rehearse a worker "
+            "policy that lacks it; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Start the stack (idempotent). Settings given here are remembered in the data dir."""
     overrides: dict[str, Any] = {
@@ -102,6 +109,8 @@ def local_up(
     }
     if token_ttl is not None:
         overrides["token_ttl_seconds"] = parse_duration(token_ttl)
+    if deny_action:
+        overrides["denied_actions"] = tuple(deny_action)
     LocalStack(data_dir).up(overrides, progress=lambda line: err.print(f"local: {line}"))
 
 

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from airdock.local.iam import denial_message
 from airdock.local.registry import ImageRecord, RegistryStorage
 from airdock.local.settings import StackSettings
 from airdock.local.store import Repository, RepositoryExists, Store
@@ -777,7 +778,19 @@ def serve(backend: Backend, op: str, data: JsonObject) -> JsonObject:
     params = Params(data)
     with backend.lock:
         check_registry(backend, op, params)
+        check_denied(backend, op, params)
         return OPERATIONS[op](backend, params)
+
+
+def check_denied(backend: Backend, op: str, params: Params) -> None:
+    """Refuse actions the stack was told to deny (``--deny-action``), as IAM would."""
+    action = f"ecr:{op}"
+    settings = backend.settings
+    if action in settings.denied_actions:
+        repository = None if op == "GetAuthorizationToken" else params.string("repositoryName")
+        raise ApiError(
+            "AccessDeniedException", denial_message(settings.account_id, settings.region, action, repository)
+        )
 
 
 def _response(status: int, body: JsonObject, request_id: str, error: str | None = None) -> Response:

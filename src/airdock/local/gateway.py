@@ -35,6 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from airdock.local.iam import denial_message, registry_action
 from airdock.local.settings import StackSettings
 from airdock.local.store import Store, TokenState
 
@@ -272,6 +273,11 @@ def create_gateway_app(settings: StackSettings, store: Store, tags: TagLookup | 
                     f"with id '{settings.account_id}'",
                 )
             )
+
+        action = registry_action(method, path) if target is not None else None
+        if target is not None and action in settings.denied_actions:
+            message = denial_message(settings.account_id, settings.region, action, target.name)
+            return done(_error(403, "DENIED", message))
 
         client = state.get("client")
         if client is None:

@@ -36,6 +36,8 @@ class StackSettings:
     account_id: str = DEFAULT_ACCOUNT_ID
     region: str = DEFAULT_REGION
     token_ttl_seconds: float = DEFAULT_TOKEN_TTL_SECONDS
+    # IAM actions the stack refuses, to simulate a worker policy that lacks them (see local.iam).
+    denied_actions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         ports = (self.gateway_port, self.api_port, self.registry_port)
@@ -48,6 +50,9 @@ class StackSettings:
             raise ConfigError(f"invalid account id {self.account_id!r}: use 12 digits")
         if self.token_ttl_seconds <= 0:
             raise ConfigError("token TTL must be positive (e.g. 20s, 12h)")
+        from airdock.local.iam import validate_actions
+
+        object.__setattr__(self, "denied_actions", validate_actions(tuple(self.denied_actions)))
 
     @property
     def registry_host(self) -> str:
@@ -85,6 +90,7 @@ class StackSettings:
     def from_json(cls, text: str) -> StackSettings:
         data = json.loads(text)
         data["data_dir"] = Path(data["data_dir"])
+        data["denied_actions"] = tuple(data.get("denied_actions", ()))
         return cls(**data)
 
     @classmethod
