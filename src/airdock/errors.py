@@ -21,3 +21,23 @@ class PrerequisiteError(AirdockError):
 
 class StackError(AirdockError):
     """The local ECR-compatible stack failed to start, stop or answer."""
+
+
+class ImageReferenceError(ConfigError):
+    """An image reference that cannot be parsed."""
+
+
+class RegistryAuthError(AirdockError):
+    """Registry credentials could not be obtained (no AWS credentials, access denied, API down)."""
+
+
+class ImagePullError(AirdockError):
+    """An image could not be pulled; the message says why (missing repository or tag, denied, unreachable)."""
+
+
+class AccessDeniedError(RegistryAuthError):
+    """The AWS identity lacks an IAM action; ``action`` names it (e.g. ``ecr:BatchGetImage``)."""
+
+    def __init__(self, message: str, action: str | None = None) -> None:
+        super().__init__(message)
+        self.action = action

@@ -1,4 +1,23 @@
 """airdock's Airflow glue: provider info, operators and example DAGs.
 
-The only package of airdock that imports Airflow.
+The only package of airdock that imports Airflow. Operators are imported lazily so that
+provider discovery (``airdock.airflow.provider``) stays cheap.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["EcrConnectionSyncOperator", "EcrDockerOperator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EcrDockerOperator":
+        from airdock.airflow.operators import EcrDockerOperator
+
+        return EcrDockerOperator
+    if name == "EcrConnectionSyncOperator":
+        from airdock.airflow.connection_sync import EcrConnectionSyncOperator
+
+        return EcrConnectionSyncOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

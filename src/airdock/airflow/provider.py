@@ -35,6 +35,23 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "127.0.0.1:5780",
                         "default": "",
                     },
+                    "token_cache_dir": {
+                        "description": "Directory of the host-wide registry token cache shared by all task "
+                        "processes on a worker (files mode 0600, directory 0700). Empty: "
+                        "$XDG_CACHE_HOME/airdock/registry-tokens or ~/.cache/airdock/registry-tokens.\n",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/cache/airdock/registry-tokens",
+                        "default": "",
+                    },
+                    "token_refresh_margin": {
+                        "description": "Refresh a cached registry token when less than this remains "
+                        "(a duration: 30m, 1h; at most half the token's lifetime is used).\n",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "30m",
+                        "default": "1h",
+                    },
                 },
             }
         },

@@ -1,0 +1,156 @@
+"""Airflow → core: turn an AWS connection and airdock's config into cached ECR registry logins."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+
+from airdock.auth.cache import DEFAULT_MARGIN_SECONDS, CachedToken, TokenCache, default_cache_dir
+from airdock.auth.credentials import RegistryCredentials
+from airdock.auth.ecr import EcrTokenSource
+from airdock.durations import parse_duration
+from airdock.images import EcrRegistry, parse_registry_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+try:
+    from airflow.sdk.log import mask_secret
+except ImportError:  # pragma: no cover - older task SDKs
+    from airflow.sdk.execution_time.secrets_masker import mask_secret
+
+# Bounded retries with backoff for the ECR API itself (botocore's "standard" mode).
+ECR_CLIENT_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15
+)
+
+# Environment variables that change which AWS identity or endpoint boto3 resolves.
+_IDENTITY_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+
+
+def _conf(key: str) -> str | None:
+    from airflow.configuration import conf
+
+    value = conf.get("airdock", key, fallback=None)
+    return str(value) if value not in (None, "") else None
+
+
+def configured_ecr_registries() -> tuple[str, ...]:
+    """Hosts listed in ``[airdock] ecr_registries`` (``AIRFLOW__AIRDOCK__ECR_REGISTRIES``)."""
+    return parse_registry_list(_conf("ecr_registries"))
+
+
+def token_cache(margin: float | str | None = None) -> TokenCache:
+    """The worker's host-wide token cache, configured from ``[airdock]`` unless ``margin`` is given."""
+    if margin is None:
+        margin = _conf("token_refresh_margin")
+    seconds = (
+        DEFAULT_MARGIN_SECONDS
+        if margin is None
+        else (parse_duration(margin) if isinstance(margin, str) else float(margin))
+    )
+    directory: Path | None = None
+    configured_dir = _conf("token_cache_dir")
+    if configured_dir:
+        from pathlib import Path
+
+        directory = Path(configured_dir).expanduser()
+    return TokenCache(directory or default_cache_dir(), margin_seconds=seconds)
+
+
+def identity_key(hook: Any) -> str:
+    """A stable, secret-free key for the AWS identity a hook will use, computed without AWS calls."""
+    config = hook.conn_config
+    facts = {
+        "conn_id": str(getattr(config, "conn_id", None)),
+        "access_key_id": getattr(config, "aws_access_key_id", None),
+        "role_arn": getattr(config, "role_arn", None),
+        "profile": getattr(config, "profile_name", None),
+        "endpoint_url": getattr(config, "endpoint_url", None),
+        "region": getattr(hook, "region_name", None),
+        "env": {name: os.environ.get(name) for name in _IDENTITY_ENV},
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class AirflowEcrCredentials:
+    """A ``CredentialProvider`` for one ECR registry, backed by the host-wide cache.
+
+    Tokens come from GetAuthorizationToken through the Amazon provider's ``EcrHook`` on the
+    given AWS connection (instance roles, profiles, assume-role and ``endpoint_url`` all work),
+    and every password handed out is registered with Airflow's secrets masker.
+    """
+
+    def __init__(
+        self,
+        registry: EcrRegistry,
+        *,
+        aws_conn_id: str | None,
+        region_name: str | None = None,
+        cache: TokenCache | None = None,
+        log: Any = None,
+    ) -> None:
+        from airflow.providers.amazon.aws.hooks.ecr import EcrHook
+
+        self.registry = registry
+        self.aws_conn_id = aws_conn_id
+        self.hook = EcrHook(
+            aws_conn_id=aws_conn_id, region_name=registry.region or region_name, config=ECR_CLIENT_CONFIG
+        )
+        self.cache = cache if cache is not None else token_cache()
+        self.key = f"{registry.host}|{identity_key(self.hook)}"
+        self._log = log
+
+    @property
+    def _where(self) -> str:
+        return (
+            f"the Airflow connection '{self.aws_conn_id}'" if self.aws_conn_id else "the AWS credential chain"
+        )
+
+    def _fetch(self) -> RegistryCredentials:
+        return EcrTokenSource(self.hook.conn, where=self._where).fetch(self.registry)
+
+    def get(self) -> RegistryCredentials:
+        result = self.cache.get(self.key, self._fetch)
+        mask_secret(result.credentials.password)
+        self._report(result)
+        return result.credentials
+
+    def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
+        self.cache.invalidate(self.key, stale)
+        return self.get()
+
+    def _report(self, result: CachedToken) -> None:
+        if self._log is None:
+            return
+        import time
+
+        left = result.credentials.seconds_left(time.time())
+        if not result.fetched:
+            self._log.info(
+                "ECR token for %s from the host cache (valid %.0f s more)", self.registry.host, left
+            )
+        elif result.previous_expired_at is None:
+            self._log.info("fetched an ECR token for %s (valid %.0f s)", self.registry.host, left)
+        else:
+            ago = time.time() - result.previous_expired_at
+            when = f"expired {ago:.0f} s ago" if ago >= 0 else f"expires in {-ago:.0f} s"
+            self._log.info(
+                "renewed the ECR token for %s: the cached one %s; new one valid %.0f s",
+                self.registry.host,
+                when,
+                left,
+            )

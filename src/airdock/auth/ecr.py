@@ -1,0 +1,92 @@
+"""Registry credentials from Amazon ECR's GetAuthorizationToken."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+
+from airdock.auth.credentials import RegistryCredentials
+from airdock.errors import AccessDeniedError, RegistryAuthError
+from airdock.images import EcrRegistry
+
+GET_TOKEN_ACTION = "ecr:GetAuthorizationToken"  # noqa: S105 - an IAM action name
+_ACTION_IN_MESSAGE = re.compile(r"not authorized to perform: (ecr:\w+)")
+
+
+class EcrTokenSource:
+    """Fetch a registry login for one ECR registry with a boto3 ECR client.
+
+    ``client`` is a ``boto3.client("ecr")`` (or the Amazon provider's ``EcrHook.conn``) already
+    bound to the right credentials, region and endpoint. ``where`` names the credential source
+    in error messages (e.g. "the Airflow connection 'aws_default'").
+    """
+
+    def __init__(self, client: Any, where: str = "the AWS credential chain") -> None:
+        self._client = client
+        self._where = where
+
+    def fetch(self, registry: EcrRegistry) -> RegistryCredentials:
+        """Call GetAuthorizationToken for ``registry`` (its account when the host names one)."""
+        kwargs: dict[str, Any] = {}
+        if registry.account_id:
+            kwargs["registryIds"] = [registry.account_id]
+        try:
+            reply = self._client.get_authorization_token(**kwargs)
+        except NoCredentialsError:
+            raise RegistryAuthError(
+                f"no AWS credentials found for ECR registry {registry.host} in {self._where}: give the "
+                "worker an IAM role, or set credentials in the environment or in that Airflow connection"
+            ) from None
+        except NoRegionError:
+            raise RegistryAuthError(
+                f"no AWS region for ECR registry {registry.host}: set region_name in {self._where} "
+                "or AWS_DEFAULT_REGION"
+            ) from None
+        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise RegistryAuthError(
+                f"ECR API unreachable for registry {registry.host} after retries: {exc}"
+            ) from None
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
+                raise AccessDeniedError(
+                    f"access denied: the AWS identity from {self._where} may not call {GET_TOKEN_ACTION} "
+                    f'(registry {registry.host}); allow it on resource "*" in its IAM policy',
+                    action=GET_TOKEN_ACTION,
+                ) from None
+            if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
+                raise RegistryAuthError(
+                    f"AWS rejected the credentials from {self._where} ({code}): refresh or replace them"
+                ) from None
+            raise RegistryAuthError(
+                f"GetAuthorizationToken failed for {registry.host}: {code}: {message}"
+            ) from None
+        except BotoCoreError as exc:
+            raise RegistryAuthError(f"GetAuthorizationToken failed for {registry.host}: {exc}") from None
+
+        data = reply["authorizationData"][0]
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        expires = data["expiresAt"]
+        expires_at = expires.timestamp() if isinstance(expires, datetime) else float(expires)
+        return RegistryCredentials(
+            registry=registry.host, username=username, password=password, expires_at=expires_at
+        )
+
+
+def denied_action(message: str) -> str | None:
+    """The IAM action an AWS "not authorized to perform: ecr:X" message names, if any."""
+    match = _ACTION_IN_MESSAGE.search(message)
+    return match.group(1) if match else None
