@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,12 @@ import pytest
 
 from airdock.local.images import build_image
 from tests.conftest import StackHandle, make_env
+from tests.e2e.conftest import AIRFLOW
 from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-
-
-@pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-home")
-    result = subprocess.run(
-        [AIRFLOW, "db", "migrate"],
-        env=make_env(AIRFLOW_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return home
 
 
 def test_example_dag_pulls_and_runs_the_private_image(

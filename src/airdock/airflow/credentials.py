@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
-from airdock.auth.cache import DEFAULT_MARGIN_SECONDS, CachedToken, TokenCache, default_cache_dir
+from airdock.auth.cache import (
+    DEFAULT_MARGIN_SECONDS,
+    CachedCredentials,
+    CachedToken,
+    TokenCache,
+    default_cache_dir,
+)
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
 from airdock.durations import parse_duration
@@ -86,12 +92,12 @@ def identity_key(hook: Any) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-class AirflowEcrCredentials:
+class AirflowEcrCredentials(CachedCredentials):
     """A ``CredentialProvider`` for one ECR registry, backed by the host-wide cache.
 
     Tokens come from GetAuthorizationToken through the Amazon provider's ``EcrHook`` on the
     given AWS connection (instance roles, profiles, assume-role and ``endpoint_url`` all work),
-    and every password handed out is registered with Airflow's secrets masker.
+    and every password handed out, cached or fresh, is registered with Airflow's secrets masker.
     """
 
     def __init__(
@@ -110,9 +116,13 @@ class AirflowEcrCredentials:
         self.hook = EcrHook(
             aws_conn_id=aws_conn_id, region_name=registry.region or region_name, config=ECR_CLIENT_CONFIG
         )
-        self.cache = cache if cache is not None else token_cache()
-        self.key = f"{registry.host}|{identity_key(self.hook)}"
         self._log = log
+        super().__init__(
+            cache if cache is not None else token_cache(),
+            key=f"{registry.host}|{identity_key(self.hook)}",
+            fetch=self._fetch_token,
+            on_result=self._seen,
+        )
 
     @property
     def _where(self) -> str:
@@ -120,20 +130,11 @@ class AirflowEcrCredentials:
             f"the Airflow connection '{self.aws_conn_id}'" if self.aws_conn_id else "the AWS credential chain"
         )
 
-    def _fetch(self) -> RegistryCredentials:
+    def _fetch_token(self) -> RegistryCredentials:
         return EcrTokenSource(self.hook.conn, where=self._where).fetch(self.registry)
 
-    def get(self) -> RegistryCredentials:
-        result = self.cache.get(self.key, self._fetch)
+    def _seen(self, result: CachedToken) -> None:
         mask_secret(result.credentials.password)
-        self._report(result)
-        return result.credentials
-
-    def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
-        self.cache.invalidate(self.key, stale)
-        return self.get()
-
-    def _report(self, result: CachedToken) -> None:
         if self._log is None:
             return
         import time
@@ -149,7 +150,7 @@ class AirflowEcrCredentials:
             ago = time.time() - result.previous_expired_at
             when = f"expired {ago:.0f} s ago" if ago >= 0 else f"expires in {-ago:.0f} s"
             self._log.info(
-                "renewed the ECR token for %s: the cached one %s; new one valid %.0f s",
+                "renewed the ECR token for %s: the cached one %s; the new one is valid %.0f s",
                 self.registry.host,
                 when,
                 left,

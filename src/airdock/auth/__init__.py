@@ -1,7 +1,7 @@
 """Registry credentials: the ECR token source and the host-wide token cache."""
 
-from airdock.auth.cache import TokenCache, default_cache_dir
+from airdock.auth.cache import CachedCredentials, TokenCache, default_cache_dir
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
 
-__all__ = ["EcrTokenSource", "RegistryCredentials", "TokenCache", "default_cache_dir"]
+__all__ = ["CachedCredentials", "EcrTokenSource", "RegistryCredentials", "TokenCache", "default_cache_dir"]

@@ -143,3 +143,33 @@ class TokenCache:
         if self.directory.stat().st_mode & 0o077:
             with contextlib.suppress(PermissionError):
                 self.directory.chmod(0o700)
+
+
+class CachedCredentials:
+    """A pull's ``CredentialProvider`` over one cache entry.
+
+    ``get`` returns cached credentials (fetching on a miss); ``refresh`` drops credentials the
+    registry refused and gets fresh ones. ``on_result`` sees every result (to mask, to log).
+    """
+
+    def __init__(
+        self,
+        cache: TokenCache,
+        key: str,
+        fetch: Callable[[], RegistryCredentials],
+        on_result: Callable[[CachedToken], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.key = key
+        self._fetch = fetch
+        self._on_result = on_result
+
+    def get(self) -> RegistryCredentials:
+        result = self.cache.get(self.key, self._fetch)
+        if self._on_result is not None:
+            self._on_result(result)
+        return result.credentials
+
+    def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
+        self.cache.invalidate(self.key, stale)
+        return self.get()

@@ -1,0 +1,86 @@
+"""E2E fixtures: an Airflow home with a migrated SQLite DB, and `airflow dags test` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from airdock.local import settings as local_settings
+from tests.conftest import StackHandle, make_env
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+_STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow-home")
+    result = subprocess.run(
+        [AIRFLOW, "db", "migrate"],
+        env=make_env(AIRFLOW_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return home
+
+
+@dataclass
+class DagRun:
+    state: str | None
+    output: str
+    returncode: int
+
+
+def aws_connection_env(stack: StackHandle) -> dict[str, str]:
+    """Only an Airflow AWS connection: no AWS_* variables, so nothing else can supply credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": local_settings.LOCAL_ACCESS_KEY_ID,
+            "password": local_settings.LOCAL_SECRET_ACCESS_KEY,
+            "extra": {"region_name": stack.settings.region, "endpoint_url": stack.settings.api_url},
+        }
+    )
+    env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
+    env["AWS_CONFIG_FILE"] = "/nonexistent"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+def run_dag(
+    airflow_home: Path, dags: Path, dag_id: str, stack: StackHandle, cache_home: Path, **extra_env: str
+) -> DagRun:
+    env = aws_connection_env(stack)
+    env.update(
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__AIRDOCK__ECR_REGISTRIES=stack.settings.registry_host,
+        AIRDOCK_LOCAL_REGISTRY=stack.settings.registry_host,
+        XDG_CACHE_HOME=str(cache_home),
+        **extra_env,
+    )
+    result = subprocess.run(
+        [AIRFLOW, "dags", "test", dag_id], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+    output = result.stdout + result.stderr
+    match = _STATE.search(output)
+    return DagRun(match.group(1) if match else None, output, result.returncode)
+
+
+def write_dag(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(body))
+    return path

@@ -1,0 +1,273 @@
+"""Pulling private images through the local stack with airdock's core: credentials, retries, failures.
+
+Everything here is real: the Docker engine, the registry, the gateway, the ECR API, the token
+cache on disk. The local stack's `--deny-action` stands in for an IAM policy that lacks an action.
+"""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airdock.auth.cache import CachedCredentials, TokenCache
+from airdock.auth.credentials import RegistryCredentials
+from airdock.auth.ecr import EcrTokenSource
+from airdock.engine.pull import PullPolicy, ensure_image
+from airdock.errors import AccessDeniedError, ConfigError, ImagePullError, RegistryAuthError
+from airdock.images import ecr_registry_for, parse_image_ref
+from airdock.local.images import import_image
+from tests.conftest import StackHandle, airdock, free_port, start_stack
+from tests.integration.test_docker_flow import push, remove_local
+
+pytestmark = pytest.mark.integration
+
+
+def provider(stack: StackHandle, cache_dir: Path, host: str | None = None) -> CachedCredentials:
+    registry = ecr_registry_for(
+        parse_image_ref(f"{host or stack.settings.registry_host}/x"), [host or stack.settings.registry_host]
+    )
+    assert registry is not None
+    source = EcrTokenSource(stack.ecr())
+    return CachedCredentials(TokenCache(cache_dir), registry.host, lambda: source.fetch(registry))
+
+
+def token_calls(stack: StackHandle) -> int:
+    return int(stack.status()["get_authorization_token_calls"])
+
+
+@pytest.fixture(scope="module")
+def pushed(stack: StackHandle, docker_client: Any, base_image: str) -> str:
+    """`<gateway>/pull/app:v1` pushed to the session stack; returns the reference."""
+    stack.ensure_repository("pull/app")
+    ref = f"{stack.settings.registry_host}/pull/app:v1"
+    docker_client.images.get(base_image).tag(ref)
+    push(docker_client, ref, stack.auth_config())
+    remove_local(docker_client, ref)
+    return ref
+
+
+def test_pull_with_cached_token_and_policies(
+    stack: StackHandle, docker_client: Any, pushed: str, tmp_path: Path
+) -> None:
+    creds = provider(stack, tmp_path / "cache")
+    ref = parse_image_ref(pushed)
+    remove_local(docker_client, pushed)
+    before = token_calls(stack)
+
+    first = ensure_image(docker_client.api, ref, PullPolicy.IF_NOT_PRESENT, creds)
+    assert first.pulled and first.digest and first.digest.startswith("sha256:")
+    again = ensure_image(docker_client.api, ref, PullPolicy.IF_NOT_PRESENT, creds)
+    assert not again.pulled and again.digest == first.digest
+    always = ensure_image(docker_client.api, ref, PullPolicy.ALWAYS, creds)
+    assert always.pulled and always.digest == first.digest
+    assert token_calls(stack) == before + 1, "the second pull used the cached token"
+    registry_digest = stack.ecr().describe_images(repositoryName="pull/app")["imageDetails"][0]["imageDigest"]
+    assert first.digest == registry_digest
+
+    entry = creds.cache.path_for(creds.key)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+
+
+def test_never_policy_refuses_a_missing_image(
+    stack: StackHandle, docker_client: Any, pushed: str, tmp_path: Path
+) -> None:
+    remove_local(docker_client, pushed)
+    with pytest.raises(
+        ImagePullError, match=r"is not on this worker and pull_policy='never' forbids pulling it"
+    ):
+        ensure_image(docker_client.api, parse_image_ref(pushed), PullPolicy.NEVER, provider(stack, tmp_path))
+
+
+def test_token_expired_between_cache_check_and_pull_is_renewed(
+    stack: StackHandle, docker_client: Any, pushed: str, tmp_path: Path, short_ttl_password: str
+) -> None:
+    """The cache believes its token is valid; the registry says it expired: refresh once, retry, succeed."""
+    creds = provider(stack, tmp_path / "cache")
+    stale = RegistryCredentials(stack.settings.registry_host, "AWS", short_ttl_password, time.time() + 3600)
+    creds.cache.get(creds.key, lambda: stale)  # seed the cache with the stale token
+    remove_local(docker_client, pushed)
+    before = token_calls(stack)
+    pulled = ensure_image(docker_client.api, parse_image_ref(pushed), PullPolicy.IF_NOT_PRESENT, creds)
+    assert pulled.pulled
+    assert token_calls(stack) == before + 1
+    renewed = creds.cache.peek(creds.key)
+    assert renewed is not None and renewed.password != short_ttl_password
+
+
+@pytest.fixture
+def short_ttl_password(stack: StackHandle) -> str:
+    """A password the session stack has issued and that is expired at the registry.
+
+    The session stack's tokens live 12 h, so a second stack with a 1 s TTL sharing nothing would not
+    do; instead the stack's own store issues one with a 0.2 s lifetime (as GetAuthorizationToken would
+    with that TTL) and we wait for it to lapse.
+    """
+    from airdock.local.store import Store
+
+    token = Store(stack.settings.store_path).issue_token(0.2)
+    time.sleep(0.5)
+    return token.password
+
+
+def test_missing_repository(stack: StackHandle, docker_client: Any, tmp_path: Path) -> None:
+    ref = parse_image_ref(f"{stack.settings.registry_host}/no/such-repo:v1")
+    with pytest.raises(ImagePullError) as caught:
+        ensure_image(docker_client.api, ref, PullPolicy.ALWAYS, provider(stack, tmp_path))
+    assert str(caught.value) == (
+        f"repository 'no/such-repo' does not exist in registry {stack.settings.registry_host}: "
+        "create it and push the image, or fix the image name"
+    )
+
+
+def test_missing_tag(stack: StackHandle, docker_client: Any, pushed: str, tmp_path: Path) -> None:
+    ref = parse_image_ref(pushed.replace(":v1", ":v404"))
+    with pytest.raises(ImagePullError) as caught:
+        ensure_image(docker_client.api, ref, PullPolicy.ALWAYS, provider(stack, tmp_path))
+    assert str(caught.value) == (
+        f"tag 'v404' does not exist in repository 'pull/app' of registry {stack.settings.registry_host}: "
+        "push it or fix the image reference"
+    )
+
+
+def test_malformed_reference() -> None:
+    with pytest.raises(ConfigError, match=r"^invalid image reference 'Team/App:v1': "):
+        parse_image_ref("Team/App:v1")
+
+
+@pytest.fixture(scope="module")
+def denying_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StackHandle]]:
+    """Stacks whose simulated IAM refuses one action each."""
+    stacks = {}
+    try:
+        for action in ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
+            stacks[action] = start_stack(tmp_path_factory.mktemp("deny"), "--deny-action", action)
+        yield stacks
+    finally:
+        for handle in stacks.values():
+            airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
+
+
+@pytest.mark.parametrize("action", ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"])
+def test_access_denied_names_the_missing_action(
+    denying_stacks: dict[str, StackHandle], docker_client: Any, base_image: str, tmp_path: Path, action: str
+) -> None:
+    stack = denying_stacks[action]
+    stack.ensure_repository("team/app")
+    ref = f"{stack.settings.registry_host}/team/app:v1"
+    # An image with a layer of its own, so that removing it locally forces a blob download.
+    import_image(docker_client, ref, {"etc/unique": os.urandom(16)})
+    push(docker_client, ref, stack.auth_config())
+    remove_local(docker_client, ref)
+    with pytest.raises(AccessDeniedError) as caught:
+        ensure_image(docker_client.api, parse_image_ref(ref), PullPolicy.ALWAYS, provider(stack, tmp_path))
+    assert caught.value.action == action
+    assert str(caught.value) == (
+        f"access denied pulling {ref}: the worker's AWS identity lacks {action} on repository 'team/app'; "
+        "add it to its IAM policy (see `airdock iam-policy puller`)"
+    )
+
+
+def test_access_denied_for_get_authorization_token(
+    denying_stacks: dict[str, StackHandle], tmp_path: Path
+) -> None:
+    stack = denying_stacks["ecr:GetAuthorizationToken"]
+    with pytest.raises(AccessDeniedError) as caught:
+        provider(stack, tmp_path).get()
+    assert caught.value.action == "ecr:GetAuthorizationToken"
+    assert "may not call ecr:GetAuthorizationToken" in str(caught.value)
+    assert 'allow it on resource "*" in its IAM policy' in str(caught.value)
+
+
+def test_no_aws_credentials(stack: StackHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A boto3 session with no credentials anywhere (env, files, instance metadata)."""
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = boto3.session.Session().client(
+        "ecr", endpoint_url=stack.settings.api_url, region_name="us-east-1"
+    )
+    registry = ecr_registry_for(
+        parse_image_ref(f"{stack.settings.registry_host}/x"), [stack.settings.registry_host]
+    )
+    assert registry is not None
+    with pytest.raises(
+        RegistryAuthError, match=r"^no AWS credentials found for ECR registry 127\.0\.0\.1:\d+ in "
+    ):
+        EcrTokenSource(client).fetch(registry)
+
+
+def test_unreachable_registry_after_bounded_retries(
+    stack: StackHandle, docker_client: Any, tmp_path: Path
+) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    creds = provider(stack, tmp_path, host=host)
+    delays: list[float] = []
+    with pytest.raises(ImagePullError) as caught:
+        ensure_image(
+            docker_client.api, parse_image_ref(f"{host}/team/app:v1"), PullPolicy.ALWAYS, creds,
+            attempts=3, backoff_seconds=0.01, sleep=delays.append,
+        )  # fmt: skip
+    assert str(caught.value).startswith(f"registry {host} unreachable after 3 attempts: ")
+    assert "connection refused" in str(caught.value)
+    assert delays == [0.01, 0.02], "exponential backoff between the attempts"
+
+
+def _fetch_in_process(api_url: str, host: str, cache_dir: str, barrier: Any) -> None:
+    import boto3
+
+    from airdock.local import settings as local_settings
+
+    client = boto3.client(
+        "ecr", endpoint_url=api_url, region_name="us-east-1",
+        aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
+    )  # fmt: skip
+    registry = ecr_registry_for(parse_image_ref(f"{host}/x"), [host])
+    assert registry is not None
+    source = EcrTokenSource(client)
+    barrier.wait()
+    CachedCredentials(TokenCache(Path(cache_dir)), host, lambda: source.fetch(registry)).get()
+
+
+def test_twenty_processes_make_one_get_authorization_token_call(stack: StackHandle, tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(20)
+    before = token_calls(stack)
+    args = (stack.settings.api_url, stack.settings.registry_host, str(tmp_path / "cache"), barrier)
+    procs = [ctx.Process(target=_fetch_in_process, args=args) for _ in range(20)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    assert token_calls(stack) == before + 1
+
+
+def test_token_never_reaches_docker_config_or_argv(
+    stack: StackHandle, docker_client: Any, pushed: str, tmp_path: Path
+) -> None:
+    config = Path.home() / ".docker" / "config.json"
+    before = config.read_bytes() if config.exists() else None
+    creds = provider(stack, tmp_path / "cache")
+    remove_local(docker_client, pushed)
+    ensure_image(docker_client.api, parse_image_ref(pushed), PullPolicy.ALWAYS, creds)
+    password = creds.get().password
+    assert (config.read_bytes() if config.exists() else None) == before
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert password not in ps
+    assert base64.b64encode(f"AWS:{password}".encode()).decode() not in ps
+    assert sys.executable  # the pull ran in this process: no child saw the password
