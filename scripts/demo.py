@@ -8,7 +8,6 @@ Exits non-zero with one line when a step fails.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import subprocess
@@ -27,13 +26,23 @@ from airdock.local.stack import LocalStack
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".airdock"
 DAG_ID = "airdock_example_scraper"
+TOKEN_TTL = "20s"  # noqa: S105 - a lifetime; the DAG pauses 25 s between scrapes, so the 2nd renews
 REPOSITORY = "airdock-demo/scraper"
 AIRDOCK = str(ROOT / ".venv/bin/airdock")
 AIRFLOW = str(ROOT / ".venv/bin/airflow")
 
 
 # Lines of `airflow dags test` worth showing live: the pull, the job's output, errors, the outcome.
-SHOWN = ("scraper:", "Pulling", "Downloaded newer image", "DagRun Finished", "[error", "ERROR")
+SHOWN = (
+    "scraper:",
+    "ECR token",
+    "pulled ",
+    "running ",
+    "sleep",
+    "DagRun Finished",
+    "[error",
+    "ERROR",
+)
 _STRUCTLOG = re.compile(r"^\S+ \[(\w+)\s*\] (.*?)\s+\[[\w.]+\](?: loc=\S+)?(.*)$")
 
 
@@ -57,7 +66,8 @@ def main() -> None:
     data_dir = STATE / "local"
     stack = LocalStack(data_dir)
     started_stack = not stack.status().running
-    if subprocess.run([AIRDOCK, "local", "up", "--data-dir", str(data_dir)], check=False).returncode:
+    up = [AIRDOCK, "local", "up", "--data-dir", str(data_dir), "--token-ttl", TOKEN_TTL]
+    if subprocess.run(up, check=False).returncode:
         fail("the local ECR stack did not start (see the line above)")
     try:
         run_demo(stack)
@@ -93,8 +103,7 @@ def run_demo(stack: LocalStack) -> None:
 
     auth = ecr.get_authorization_token()["authorizationData"][0]
     user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
-    step(f"got a registry token from GetAuthorizationToken (valid until {auth['expiresAt']:%Y-%m-%d %H:%M})")
-    step(f"pushing {remote}:latest")
+    step(f"pushing {remote}:latest (with a token from GetAuthorizationToken, valid {TOKEN_TTL})")
     digest = ""
     for event in client.api.push(
         remote, tag="latest", auth_config={"username": user, "password": password}, stream=True, decode=True
@@ -104,22 +113,25 @@ def run_demo(stack: LocalStack) -> None:
         digest = event.get("aux", {}).get("Digest", digest)
     step(f"pushed {remote}@{digest}")
     client.images.remove(f"{remote}:latest")
-    step("removed the local copy, so the task must pull it from the registry")
+    step("removed the local copy, so the tasks must pull it from the registry")
 
     airflow_home = STATE / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
+    # What `eval "$(airdock local env)"` sets: the ECR endpoint, placeholder AWS keys, the registry
+    # host airdock treats as ECR. No Docker connection, no password anywhere: the operator asks
+    # GetAuthorizationToken itself and caches the token host-wide.
     env = dict(os.environ)
     env.update(
         {
             "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "src/airdock/airflow/example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AWS_ENDPOINT_URL_ECR": settings.api_url,
+            "AWS_ACCESS_KEY_ID": local_settings.LOCAL_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": local_settings.LOCAL_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": settings.region,
             "AIRDOCK_LOCAL_REGISTRY": settings.registry_host,
             "AIRFLOW__AIRDOCK__ECR_REGISTRIES": settings.registry_host,
-            # The password travels in the environment of the Airflow process, never in argv.
-            "AIRFLOW_CONN_AIRDOCK_REGISTRY": json.dumps(
-                {"conn_type": "docker", "host": settings.registry_host, "login": user, "password": password}
-            ),
         }
     )
     step(f"preparing Airflow's metadata DB in {airflow_home} (first run takes ~30 s)")
@@ -129,7 +141,7 @@ def run_demo(stack: LocalStack) -> None:
 
     log_path = STATE / "demo" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    step(f"running `airflow dags test {DAG_ID}` (full output: {log_path})")
+    step(f"running `airflow dags test {DAG_ID}`: scrape, pause 25 s, scrape again (full output: {log_path})")
     state = "unknown"
     with log_path.open("w") as log:
         proc = subprocess.Popen(

@@ -1,63 +1,45 @@
-"""The example DAG through Airflow's real task runner (`airflow dags test`) against the local stack."""
+"""The shipped example DAG through Airflow's real task runner (`airflow dags test`) on the local stack."""
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airdock.local.images import build_image
-from tests.conftest import StackHandle, make_env
-from tests.e2e.conftest import AIRFLOW
+from tests.conftest import StackHandle
+from tests.e2e.conftest import run_dag
 from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = ROOT / "src/airdock/airflow/example_dags"
 
 
-def test_example_dag_pulls_and_runs_the_private_image(
-    stack: StackHandle, docker_client: Any, airflow_home: Path
+def test_example_dag_pulls_and_runs_the_private_image_twice(
+    stack: StackHandle, docker_client: Any, airflow_home: Path, tmp_path: Path
 ) -> None:
     stack.ensure_repository("airdock-demo/scraper")
     ref = f"{stack.settings.registry_host}/airdock-demo/scraper:latest"
     build_image(docker_client, ref, context=ROOT / "examples/scraper")
-    password = stack.password()
-    push(docker_client, ref, {"username": "AWS", "password": password})
+    digest = push(docker_client, ref, stack.auth_config())
     remove_local(docker_client, ref)
 
-    env = make_env(
-        AIRFLOW_HOME=str(airflow_home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "src/airdock/airflow/example_dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRDOCK_LOCAL_REGISTRY=stack.settings.registry_host,
-        AIRFLOW_CONN_AIRDOCK_REGISTRY=json.dumps(
-            {
-                "conn_type": "docker",
-                "host": stack.settings.registry_host,
-                "login": "AWS",
-                "password": password,
-            }
-        ),
+    run = run_dag(
+        airflow_home,
+        EXAMPLE_DAGS,
+        "airdock_example_scraper",
+        stack,
+        tmp_path / "cache",
+        AIRDOCK_EXAMPLE_PAUSE_SECONDS="1",
     )
-    result = subprocess.run(
-        [AIRFLOW, "dags", "test", "airdock_example_scraper"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    output = result.stdout + result.stderr
-    state = re.search(r"DagRun Finished: .*state=(\w+)", output)
-    assert state is not None, output[-3000:]
-    assert state.group(1) == "success", output[-3000:]
-    assert "scraper: page 3/3: 21 items" in output
-    assert "scraper: done" in output
-    assert '{"pages": 3, "items": 42}' in output
-    assert password not in output, "the registry password leaked into the task output"
+    assert run.state == "success", run.output[-4000:]
+    assert "scraper: page 3/3: 21 items" in run.output
+    assert "scraper: page 5/5: 35 items" in run.output, "the second task ran too"
+    assert '{"pages": 5, "items": 105}' in run.output
+    assert f"fetched an ECR token for {stack.settings.registry_host}" in run.output
+    assert f"ECR token for {stack.settings.registry_host} from the host cache" in run.output
+    assert f"digest {digest}" in run.output
     assert docker_client.images.get(ref).attrs["RepoDigests"], "the task pulled the image from the registry"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import denied_action
-from airdock.errors import AccessDeniedError, AirdockError, ImagePullError, ImageReferenceError
+from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, ImageReferenceError
 from airdock.images import ImageRef, parse_image_ref
 
 log = logging.getLogger("airdock.engine")
@@ -54,7 +54,7 @@ class PullPolicy(enum.StrEnum):
             return cls(value)
         except ValueError:
             choices = ", ".join(p.value for p in cls)
-            raise ImageReferenceError(f"invalid pull_policy {value!r}: use one of {choices}") from None
+            raise ConfigError(f"invalid pull_policy {value!r}: use one of {choices}") from None
 
 
 class CredentialProvider(Protocol):

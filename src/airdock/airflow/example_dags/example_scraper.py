@@ -1,10 +1,13 @@
-"""Example: run the demo "scraper" job image from the (local) ECR registry as an Airflow task.
+"""Example: run the demo "scraper" job image from a private ECR registry, twice, with no credential upkeep.
 
-The image lives at ``$AIRDOCK_LOCAL_REGISTRY/airdock-demo/scraper:latest`` (pushed by
-``make demo``). The task uses the docker provider's stock ``DockerOperator`` fed with a registry
-token through the ``airdock_registry`` Docker connection, which ``make demo`` provides as an
-``AIRFLOW_CONN_AIRDOCK_REGISTRY`` environment variable holding a fresh GetAuthorizationToken
-password. The job's last output line (its result, as JSON) becomes the task's XCom.
+``EcrDockerOperator`` gets registry tokens at run time from the worker's AWS identity (the
+``aws_default`` connection, or the default credential chain when there is none), shares them
+through the host-wide token cache, and renews them when they near expiry or the registry refuses
+them. ``make demo`` runs this DAG against the local ECR stack with 20 s tokens; the pause between
+the two scrapes outlasts a token, so the second task's log shows it renewing the token by itself.
+
+The image is ``$AIRDOCK_LOCAL_REGISTRY/airdock-demo/scraper:latest`` (pushed by ``make demo``);
+point ``IMAGE`` at ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` for real ECR.
 """
 
 from __future__ import annotations
@@ -12,26 +15,34 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.providers.docker.operators.docker import DockerOperator
+from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
+
+from airdock.airflow import EcrDockerOperator
 
 REGISTRY = os.environ.get("AIRDOCK_LOCAL_REGISTRY", "127.0.0.1:5780")
 IMAGE = f"{REGISTRY}/airdock-demo/scraper:latest"
+PAUSE_SECONDS = int(os.environ.get("AIRDOCK_EXAMPLE_PAUSE_SECONDS", "25"))
 
 with DAG(
     dag_id="airdock_example_scraper",
-    description="Run the demo scraper image from a private registry",
+    description="Run the demo scraper image from a private registry, twice",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["airdock", "example"],
 ):
-    DockerOperator(
+    scrape = EcrDockerOperator(
         task_id="scrape",
         image=IMAGE,
-        docker_conn_id="airdock_registry",
-        force_pull=True,  # always go through the registry, so the run proves the credentials work
-        mount_tmp_dir=False,
-        auto_remove="success",
+        pull_policy="always",  # go through the registry each time, so the run exercises the token
         environment={"SCRAPER_PAGES": "3"},
     )
+    pause = BashOperator(task_id="pause", bash_command=f"sleep {PAUSE_SECONDS}")
+    scrape_again = EcrDockerOperator(
+        task_id="scrape_again",
+        image=IMAGE,
+        pull_policy="always",
+        environment={"SCRAPER_PAGES": "5"},
+    )
+    scrape >> pause >> scrape_again
