@@ -121,17 +121,12 @@ def run_demo(stack: LocalStack) -> None:
     # host airdock treats as ECR. No Docker connection, no password anywhere: the operator asks
     # GetAuthorizationToken itself and caches the token host-wide.
     env = dict(os.environ)
+    env.update(settings.client_environment())
     env.update(
         {
             "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "src/airdock/airflow/example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AWS_ENDPOINT_URL_ECR": settings.api_url,
-            "AWS_ACCESS_KEY_ID": local_settings.LOCAL_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": local_settings.LOCAL_SECRET_ACCESS_KEY,
-            "AWS_DEFAULT_REGION": settings.region,
-            "AIRDOCK_LOCAL_REGISTRY": settings.registry_host,
-            "AIRFLOW__AIRDOCK__ECR_REGISTRIES": settings.registry_host,
         }
     )
     step(f"preparing Airflow's metadata DB in {airflow_home} (first run takes ~30 s)")

@@ -81,6 +81,17 @@ class StackSettings:
     def store_path(self) -> Path:
         return self.data_dir / "state.sqlite"
 
+    def client_environment(self) -> dict[str, str]:
+        """The variables that point boto3, docker users and airdock's operators at this stack."""
+        return {
+            "AWS_ENDPOINT_URL_ECR": self.api_url,
+            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+            "AIRDOCK_LOCAL_REGISTRY": self.registry_host,
+            "AIRFLOW__AIRDOCK__ECR_REGISTRIES": self.registry_host,
+        }
+
     def to_json(self) -> str:
         data = asdict(self)
         data["data_dir"] = str(self.data_dir)
