@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from airdock import __version__
+from airdock.cli_connections import connections_app
 from airdock.durations import parse_duration
 from airdock.errors import AirdockError
 from airdock.local import settings as local_settings
@@ -32,6 +33,7 @@ local_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(local_app, name="local")
+app.add_typer(connections_app, name="connections")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
@@ -162,14 +164,7 @@ def local_env(data_dir: DataDir = local_settings.DEFAULT_DATA_DIR) -> None:
     settings = stack.saved_settings()
     if settings is None:
         raise AirdockError(f"no local stack in {stack.data_dir}: run `airdock local up` first")
-    values = {
-        "AWS_ENDPOINT_URL_ECR": settings.api_url,
-        "AWS_ACCESS_KEY_ID": local_settings.LOCAL_ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": local_settings.LOCAL_SECRET_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": settings.region,
-        "AIRDOCK_LOCAL_REGISTRY": settings.registry_host,
-        "AIRFLOW__AIRDOCK__ECR_REGISTRIES": settings.registry_host,
-    }
+    values = settings.client_environment()
     for name, value in values.items():
         print(f"export {name}={shlex.quote(value)}")
     if not stack.status().running:

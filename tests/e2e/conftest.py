@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,16 +22,30 @@ _STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-home")
+def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow home with a freshly migrated SQLite DB (`airflow db migrate`, once per session).
+
+    Tests that need a pristine database copy its ``airflow.db``; never run DAGs in it.
+    """
+    home = tmp_path_factory.mktemp("airflow-template")
     result = subprocess.run(
         [AIRFLOW, "db", "migrate"],
         env=make_env(AIRFLOW_HOME=str(home)),
         capture_output=True,
         text=True,
         check=False,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert (home / "airflow.db").exists()
+    return home
+
+
+@pytest.fixture(scope="session")
+def airflow_home(airflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Airflow home the session's DAG runs share (a copy of the template)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    shutil.copy2(airflow_template / "airflow.db", home / "airflow.db")
     return home
 
 

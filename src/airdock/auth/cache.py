@@ -165,10 +165,14 @@ class CachedCredentials:
         self._on_result = on_result
 
     def get(self) -> RegistryCredentials:
+        return self.lookup().credentials
+
+    def lookup(self) -> CachedToken:
+        """Like ``get``, saying also whether the credentials were fetched just now."""
         result = self.cache.get(self.key, self._fetch)
         if self._on_result is not None:
             self._on_result(result)
-        return result.credentials
+        return result
 
     def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
         self.cache.invalidate(self.key, stale)
