@@ -42,10 +42,12 @@ install_packages() {
     [ "${#missing[@]}" -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-    say "installing ${missing[*]} with apt-get (one-time)"
-    apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
+    say "installing ${missing[*]} with apt-get (one-time, ~1 min)"
+    mkdir -p "$ROOT"
+    local log="$ROOT/apt.log"
+    apt-get update -qq >"$log" 2>&1 || { tail -5 "$log" >&2; die "apt-get update failed (log: $log)"; }
+    DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get install -y -qq "${missing[@]}" >>"$log" 2>&1 \
+        || { tail -5 "$log" >&2; die "apt-get install ${missing[*]} failed (log: $log)"; }
 }
 
 ensure() {
