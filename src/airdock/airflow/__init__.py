@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EcrConnectionSyncOperator", "EcrDockerOperator"]
+__all__ = ["DockerHygieneOperator", "EcrConnectionSyncOperator", "EcrDockerOperator"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from airdock.airflow.connection_sync import EcrConnectionSyncOperator
 
         return EcrConnectionSyncOperator
+    if name == "DockerHygieneOperator":
+        from airdock.airflow.hygiene import DockerHygieneOperator
+
+        return DockerHygieneOperator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
@@ -11,9 +13,20 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
 from airdock.engine.pull import PullPolicy, ensure_image
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, RegistryAuthError
+from airdock.hygiene.model import (
+    LABEL_DAG_ID,
+    LABEL_MAP_INDEX,
+    LABEL_RUN_ID,
+    LABEL_STARTED_AT,
+    LABEL_TASK_ID,
+    LABEL_TRY_NUMBER,
+    MANAGED_LABEL,
+)
 from airdock.images import ecr_registry_for, parse_image_ref
 
 IMAGE_DIGEST_XCOM_KEY = "image_digest"
+REMOVE_POLICIES = ("always", "on_success", "never")
+_AUTO_REMOVE_TO_REMOVE = {"never": "never", "success": "on_success", "force": "always"}
 
 
 class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider is untyped
@@ -30,12 +43,19 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         means ``always``.
     :param token_refresh_margin: refresh a cached token when less than this remains (seconds or a
         duration such as ``"1h"``; default ``[airdock] token_refresh_margin`` or 1 h).
+    :param remove: ``always`` (default), ``on_success`` or ``never``: what happens to the container
+        after success, failure, an execution timeout or ``on_kill`` (which first stops it with
+        ``stop_grace_seconds`` of grace). Replaces DockerOperator's ``auto_remove``.
+    :param stop_grace_seconds: seconds between SIGTERM and SIGKILL when airdock stops a container.
+    :param auto_gc: after the task, run a cheap image-budget check and, when over budget, the image
+        GC with the ``[airdock]`` GC settings (see ``DockerHygieneOperator``).
 
     ECR hosts are ``<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`` and any host listed in
     ``[airdock] ecr_registries``; other registries use ``docker_conn_id`` as DockerOperator does.
     Tokens live in a host-wide cache shared by all task processes; a token the registry refuses is
     replaced and the pull retried once. The digest of the image that runs is logged and pushed to
-    XCom as ``image_digest``.
+    XCom as ``image_digest``. Every container carries ``airdock.managed=true`` and the task's
+    identity as labels; the image is marked in use before its pull, so a concurrent GC skips it.
     """
 
     template_fields: Sequence[str] = (*DockerOperator.template_fields, "aws_conn_id", "pull_policy")
@@ -48,37 +68,69 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         region_name: str | None = None,
         pull_policy: str = PullPolicy.IF_NOT_PRESENT.value,
         token_refresh_margin: float | str | None = None,
+        remove: str | None = None,
+        stop_grace_seconds: int = 10,
+        auto_gc: bool = False,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("force_pull", False):
             pull_policy = PullPolicy.ALWAYS.value
-        super().__init__(image=image, force_pull=False, **kwargs)
+        auto_remove = kwargs.pop("auto_remove", None)
+        if remove is None:
+            remove = _AUTO_REMOVE_TO_REMOVE.get(str(auto_remove), "always") if auto_remove else "always"
+        if remove not in REMOVE_POLICIES:
+            raise ValueError(f"invalid remove={remove!r}: use one of {', '.join(REMOVE_POLICIES)}")
+        # airdock removes containers itself, on every path; the stock operator must not.
+        super().__init__(image=image, force_pull=False, auto_remove="never", **kwargs)
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.pull_policy = pull_policy
         self.token_refresh_margin = token_refresh_margin
+        self.remove = remove
+        self.stop_grace_seconds = stop_grace_seconds
+        self.auto_gc = auto_gc
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
 
     def execute(self, context: Any) -> Any:
-        try:
-            pulled = self._ensure_image()
-        except (ConfigError, AccessDeniedError) as exc:
-            raise AirflowFailException(str(exc)) from None  # retrying cannot help
-        except ImagePullError as exc:
-            if "does not exist" in str(exc):
-                raise AirflowFailException(str(exc)) from None
-            raise AirflowException(str(exc)) from None
-        except RegistryAuthError as exc:
-            raise AirflowException(str(exc)) from None
-        except AirdockError as exc:
-            raise AirflowException(str(exc)) from None
-        digest = pulled.digest or pulled.image_id
-        self.log.info("running %s, digest %s", pulled.reference, digest)
-        context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
-        # The image is present now: run it the way DockerOperator does, minus its own pull.
-        self._normalize_mounts()
-        return self._run_image()
+        from airdock.airflow.hygiene import usage_store
+
+        usage = usage_store()
+        user_labels: Any = getattr(self, "labels", None)
+        self.labels = {**_as_dict(user_labels), **self._task_labels(context)}
+        # Mark the image in use before the pull: a GC running now must not remove it under us.
+        with usage.lease([self.image]) as lease:
+            try:
+                pulled = self._ensure_image()
+            except (ConfigError, AccessDeniedError) as exc:
+                raise AirflowFailException(str(exc)) from None  # retrying cannot help
+            except ImagePullError as exc:
+                if "does not exist" in str(exc):
+                    raise AirflowFailException(str(exc)) from None
+                raise AirflowException(str(exc)) from None
+            except (RegistryAuthError, AirdockError) as exc:
+                raise AirflowException(str(exc)) from None
+            lease.add(pulled.image_id)
+            digest = pulled.digest or pulled.image_id
+            self.log.info("running %s, digest %s", pulled.reference, digest)
+            context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+            usage.record_use(pulled.image_id, time.time())
+            succeeded = False
+            try:
+                # The image is present now: run it the way DockerOperator does, minus its own pull.
+                self._normalize_mounts()
+                result = self._run_image()
+                succeeded = True
+            finally:
+                # Success, failure, execution timeout or termination: the remove policy holds.
+                self._dispose_container(succeeded)
+        if self.auto_gc:
+            self._auto_gc()
+        return result
+
+    def on_kill(self) -> None:
+        """The task is being terminated: stop the container with a grace period, then apply ``remove``."""
+        self._dispose_container(succeeded=False)
 
     def _ensure_image(self) -> Any:
         ref = parse_image_ref(self.image)
@@ -94,3 +146,59 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 log=self.log,
             )
         return ensure_image(self.cli, ref, policy, credentials, logger=self.log)
+
+    def _task_labels(self, context: Any) -> dict[str, str]:
+        ti = context["ti"]
+        return {
+            MANAGED_LABEL: "true",
+            LABEL_DAG_ID: str(ti.dag_id),
+            LABEL_TASK_ID: str(ti.task_id),
+            LABEL_RUN_ID: str(ti.run_id),
+            LABEL_TRY_NUMBER: str(ti.try_number),
+            LABEL_MAP_INDEX: str(getattr(ti, "map_index", -1)),
+            LABEL_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _dispose_container(self, succeeded: bool) -> None:
+        """Stop the container if it still runs; remove it unless ``remove`` says keep. Idempotent."""
+        import docker.errors
+
+        container = getattr(self, "container", None)
+        if not container:
+            return
+        container_id = container["Id"]
+        keep = self.remove == "never" or (self.remove == "on_success" and not succeeded)
+        try:
+            state = self.cli.inspect_container(container_id)["State"]
+            if state.get("Running"):
+                self.log.info(
+                    "stopping container %s (grace %d s)", container_id[:12], self.stop_grace_seconds
+                )
+                self.cli.stop(container_id, timeout=self.stop_grace_seconds)
+            if keep:
+                self.log.info("keeping container %s (remove=%s)", container_id[:12], self.remove)
+                return
+            self.cli.remove_container(container_id, v=True, force=True)
+            self.log.info("removed container %s", container_id[:12])
+        except docker.errors.NotFound:
+            return  # already gone (on_kill and the finally block both got here)
+        except docker.errors.APIError as exc:
+            if getattr(exc, "status_code", None) == 409:  # removal already in progress
+                return
+            self.log.warning("could not clean up container %s: %s", container_id[:12], exc)
+
+    def _auto_gc(self) -> None:
+        from airdock.airflow.hygiene import run_auto_gc
+
+        try:
+            run_auto_gc(self.cli, self.log)
+        except AirdockError as exc:  # the task itself succeeded; a failed clean-up must not fail it
+            self.log.warning("auto_gc failed: %s", exc)
+
+
+def _as_dict(labels: Any) -> dict[str, str]:
+    if not labels:
+        return {}
+    if isinstance(labels, dict):
+        return {str(k): str(v) for k, v in labels.items()}
+    return {str(label): "" for label in labels}

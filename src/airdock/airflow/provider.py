@@ -6,6 +6,58 @@ from typing import Any
 
 import airdock
 
+# [airdock] options: name → (description, example, default).
+_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "ecr_registries": (
+        "Comma-separated registry hosts (host or host:port) to treat as Amazon ECR besides the "
+        "standard *.dkr.ecr.*.amazonaws.com hosts: VPC endpoints, custom DNS names, or the local "
+        "stack's gateway.",
+        "127.0.0.1:5780",
+        "",
+    ),
+    "token_cache_dir": (
+        "Directory of the host-wide registry token cache shared by all task processes on a worker "
+        "(files 0600, directory 0700). Empty: $XDG_CACHE_HOME/airdock/registry-tokens or "
+        "~/.cache/airdock/registry-tokens.",
+        "/var/cache/airdock/registry-tokens",
+        "",
+    ),
+    "token_refresh_margin": (
+        "Refresh a cached registry token when less than this remains (a duration: 30m, 1h; at most "
+        "half the token's lifetime is used).",
+        "30m",
+        "1h",
+    ),
+    "state_dir": (
+        "Directory of the host's image-usage record (usage.sqlite: last use of each image, in-use "
+        "leases of starting tasks). Empty: $XDG_STATE_HOME/airdock or ~/.local/state/airdock.",
+        "/var/lib/airdock",
+        "",
+    ),
+    "gc_max_image_bytes": (
+        "Image GC budget in bytes of image storage (e.g. 20GB, 50GiB). Empty: no byte budget.",
+        "20GB",
+        "",
+    ),
+    "gc_high_watermark_percent": (
+        "Image GC starts when the filesystem under Docker's data root is this full (percent).",
+        "85",
+        "85",
+    ),
+    "gc_low_watermark_percent": ("...and frees images until that filesystem is this full.", "80", "80"),
+    "gc_min_age": ("Never remove an image used, pulled or created more recently than this.", "10m", "10m"),
+    "gc_max_unused_age": (
+        "Remove images unused for longer than this even under budget. Empty: never.",
+        "7d",
+        "",
+    ),
+    "gc_keep": (
+        "Comma-separated patterns (fnmatch) of image references the GC never removes.",
+        "prod/*,*:stable",
+        "",
+    ),
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Return airdock's provider description, in the shape of Airflow's provider_info schema."""
@@ -26,32 +78,14 @@ def get_provider_info() -> dict[str, Any]:
             "airdock": {
                 "description": "Settings of the airdock provider.",
                 "options": {
-                    "ecr_registries": {
-                        "description": "Comma-separated registry hosts (host or host:port) to treat as "
-                        "Amazon ECR besides the standard *.dkr.ecr.*.amazonaws.com hosts: VPC "
-                        "endpoints, custom DNS names, or the local stack's gateway.\n",
+                    name: {
+                        "description": description + "\n",
                         "version_added": "0.1.0",
                         "type": "string",
-                        "example": "127.0.0.1:5780",
-                        "default": "",
-                    },
-                    "token_cache_dir": {
-                        "description": "Directory of the host-wide registry token cache shared by all task "
-                        "processes on a worker (files mode 0600, directory 0700). Empty: "
-                        "$XDG_CACHE_HOME/airdock/registry-tokens or ~/.cache/airdock/registry-tokens.\n",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/var/cache/airdock/registry-tokens",
-                        "default": "",
-                    },
-                    "token_refresh_margin": {
-                        "description": "Refresh a cached registry token when less than this remains "
-                        "(a duration: 30m, 1h; at most half the token's lifetime is used).\n",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "30m",
-                        "default": "1h",
-                    },
+                        "example": example,
+                        "default": default,
+                    }
+                    for name, (description, example, default) in _OPTIONS.items()
                 },
             }
         },

@@ -33,6 +33,7 @@ class ImageInfo:
     created: float  # epoch seconds: image build time
     layers: tuple[Layer, ...] = ()  # for counting shared layers once; empty → the image is one unit of `size`
     last_tagged: float | None = None  # epoch seconds the engine last tagged it here (a pull or a tag)
+    repo_digests: tuple[str, ...] = ()  # repo@digest references (a lease on a digest-pinned ref matches them)
 
     @property
     def dangling(self) -> bool:

@@ -1,0 +1,233 @@
+"""Airflow → hygiene: configuration, the after-task budget check, and ``DockerHygieneOperator``."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airdock.durations import parse_duration
+from airdock.hygiene.model import GcPolicy, SweepPolicy, TaskKey, TaskStatus
+
+_UNSET = object()
+
+
+def _conf(key: str) -> str | None:
+    from airflow.configuration import conf
+
+    value = conf.get("airdock", key, fallback=None)
+    return str(value) if value not in (None, "") else None
+
+
+def usage_store() -> Any:
+    """The host's image-usage record (``[airdock] state_dir``, default ``~/.local/state/airdock``)."""
+    from airdock.hygiene.usage import UsageStore
+
+    state_dir = _conf("state_dir")
+    return UsageStore(Path(state_dir).expanduser() / "usage.sqlite" if state_dir else None)
+
+
+def parse_bytes(value: str | int | None) -> int | None:
+    """``2GiB``, ``500MB``, ``1048576`` → bytes; None stays None."""
+    if value is None or isinstance(value, int):
+        return value
+    from airdock.hygiene.units import parse_size
+
+    return parse_size(value)
+
+
+def gc_policy(
+    *,
+    max_image_bytes: str | int | object | None = _UNSET,
+    high_watermark_percent: float | object | None = _UNSET,
+    low_watermark_percent: float | object = _UNSET,
+    min_age: str | float | object = _UNSET,
+    max_unused_age: str | float | object | None = _UNSET,
+    keep: Sequence[str] | object = _UNSET,
+) -> GcPolicy:
+    """A GC policy from explicit values, else the ``[airdock] gc_*`` options, else the defaults."""
+    defaults = GcPolicy()
+
+    def pick(value: object, key: str) -> Any:
+        return _conf(key) if value is _UNSET else value
+
+    size = pick(max_image_bytes, "gc_max_image_bytes")
+    high = pick(high_watermark_percent, "gc_high_watermark_percent")
+    low = pick(low_watermark_percent, "gc_low_watermark_percent")
+    young = pick(min_age, "gc_min_age")
+    unused = pick(max_unused_age, "gc_max_unused_age")
+    kept = pick(keep, "gc_keep")
+    return GcPolicy(
+        max_image_bytes=parse_bytes(size),
+        high_watermark_percent=defaults.high_watermark_percent if high is None else float(high),
+        low_watermark_percent=defaults.low_watermark_percent if low is None else float(low),
+        min_age_seconds=defaults.min_age_seconds if young is None else _seconds(young),
+        max_unused_age_seconds=None if unused is None else _seconds(unused),
+        keep=tuple(_patterns(kept)),
+    )
+
+
+def _seconds(value: str | float) -> float:
+    return parse_duration(value) if isinstance(value, str) else float(value)
+
+
+def _patterns(value: Any) -> Iterable[str]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return [p.strip() for p in value.replace("\n", ",").split(",") if p.strip()]
+    return [str(p) for p in value]
+
+
+def run_auto_gc(api_client: Any, log: Any) -> None:
+    """After a task: if image storage is over its budget, run the GC with the configured policy."""
+    import docker
+
+    from airdock.hygiene import sweep
+
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api_client  # reuse the task's connection to the engine
+    policy = gc_policy()
+    started = time.monotonic()
+    if not sweep.over_budget(client, policy):
+        log.info("auto_gc: image storage within budget (checked in %.2f s)", time.monotonic() - started)
+        return
+    store = usage_store()
+    plan = sweep.collect_gc(client, store, policy, time.time())
+    result = sweep.apply_gc(client, plan, store)
+    log.info(
+        "auto_gc: removed %d images, reclaimed %d bytes in %.1f s",
+        len(result.removed),
+        result.freed_bytes,
+        time.monotonic() - started,
+    )
+
+
+def task_statuses(containers: Sequence[Any]) -> dict[TaskKey, TaskStatus]:
+    """Ask Airflow (the task SDK's execution API) for the state of each labelled container's task."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from airdock.hygiene.policy import task_key
+
+    wanted: dict[str, set[TaskKey]] = defaultdict(set)
+    for container in containers:
+        key = task_key(container)
+        if key is not None:
+            wanted[key.dag_id].add(key)
+    statuses: dict[TaskKey, TaskStatus] = {}
+    for dag_id, keys in wanted.items():
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=dag_id,
+            run_ids=sorted({k.run_id for k in keys}),
+            task_ids=sorted({k.task_id for k in keys}),
+        )
+        for key in keys:
+            by_task = states.get(key.run_id, {})
+            name = key.task_id if key.map_index < 0 else f"{key.task_id}_{key.map_index}"
+            if name in by_task:
+                statuses[key] = TaskStatus(state=by_task[name])
+    return statuses
+
+
+class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is untyped here
+    """Keep a worker's Docker engine clean: remove orphaned airdock containers and GC images.
+
+    Containers: those labelled ``airdock.managed=true`` whose task instance is no longer running
+    (Airflow is asked through the task SDK) are stopped and removed; when Airflow cannot be asked,
+    those older than ``max_container_age``. A container without the label is never touched.
+
+    Images: removed least recently used first (dangling first) until image storage is under
+    ``max_image_bytes`` and/or the data-root filesystem under the low watermark once above the high
+    one; images of existing containers, images in use by starting tasks, younger than ``min_age``
+    or matching a ``keep`` pattern are never removed; unused longer than ``max_unused_age`` go
+    even under budget. Unset arguments come from ``[airdock] gc_*``. ``dry_run`` only plans.
+    Returns a summary (counts and bytes) as XCom; the per-item reasons go to the log.
+    """
+
+    template_fields: Sequence[str] = ("keep", "max_image_bytes", "min_age", "max_unused_age")
+
+    def __init__(
+        self,
+        *,
+        docker_url: str | None = None,
+        max_image_bytes: str | int | object | None = _UNSET,
+        high_watermark_percent: float | object | None = _UNSET,
+        low_watermark_percent: float | object = _UNSET,
+        min_age: str | float | object = _UNSET,
+        max_unused_age: str | float | object | None = _UNSET,
+        keep: Sequence[str] | object = _UNSET,
+        max_container_age: str | float = "24h",
+        sweep_containers: bool = True,
+        collect_images: bool = True,
+        stop_grace_seconds: int = 10,
+        dry_run: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.docker_url = docker_url
+        self.max_image_bytes = max_image_bytes
+        self.high_watermark_percent = high_watermark_percent
+        self.low_watermark_percent = low_watermark_percent
+        self.min_age = min_age
+        self.max_unused_age = max_unused_age
+        self.keep = keep
+        self.max_container_age = max_container_age
+        self.sweep_containers = sweep_containers
+        self.collect_images = collect_images
+        self.stop_grace_seconds = stop_grace_seconds
+        self.dry_run = dry_run
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import docker
+
+        from airdock.hygiene import sweep
+
+        client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
+        now = time.time()
+        summary: dict[str, Any] = {"dry_run": self.dry_run}
+        if self.sweep_containers:
+            inventory = sweep.read_inventory(client)
+            managed = [c for c in inventory.containers if c.managed]
+            try:
+                statuses: dict[TaskKey, TaskStatus] | None = task_statuses(managed)
+            except Exception as exc:  # the execution API is unavailable: fall back to the age rule
+                self.log.warning("cannot ask Airflow for task states (%s); using max_container_age", exc)
+                statuses = None
+            policy = SweepPolicy(max_container_age_seconds=_seconds(self.max_container_age))
+            plan = sweep.collect_sweep(client, statuses, policy, now)
+            for decision in plan.decisions:
+                self.log.info(
+                    "container %s: %s (%s)",
+                    decision.container.id[:12],
+                    decision.verdict.value,
+                    decision.reason,
+                )
+            removed = (
+                [] if self.dry_run else sweep.apply_sweep(client, plan, grace_seconds=self.stop_grace_seconds)
+            )
+            summary["containers_removed"] = len(plan.removals) if self.dry_run else len(removed)
+        if self.collect_images:
+            store = usage_store()
+            gc = gc_policy(
+                max_image_bytes=self.max_image_bytes,
+                high_watermark_percent=self.high_watermark_percent,
+                low_watermark_percent=self.low_watermark_percent,
+                min_age=self.min_age,
+                max_unused_age=self.max_unused_age,
+                keep=self.keep,
+            )
+            gc_plan = sweep.collect_gc(client, store, gc, now)
+            for image in gc_plan.decisions:
+                name = image.image.tags[0] if image.image.tags else image.image.id[:19]
+                self.log.info("image %s: %s (%s)", name, image.verdict.value, image.reason)
+            if self.dry_run:
+                summary.update(images_removed=len(gc_plan.removals), bytes_reclaimed=gc_plan.frees_bytes)
+            else:
+                result = sweep.apply_gc(client, gc_plan, store)
+                summary.update(images_removed=len(result.removed), bytes_reclaimed=result.freed_bytes)
+        self.log.info("hygiene: %s", summary)
+        return summary

@@ -1,0 +1,311 @@
+"""The host's record of image use: when airdock last started each image, and who holds one now.
+
+One small SQLite file per host (default ``$XDG_STATE_HOME/airdock/usage.sqlite``, else
+``~/.local/state/airdock/usage.sqlite``; the Airflow layer passes ``[airdock] state_dir``), mode
+0600 in a 0700 directory, in WAL mode with a busy timeout so every task process and the GC can
+use it at once. Two tables:
+
+- ``uses``: image id → the last time a container was started from it (the GC's LRU key);
+- ``leases``: a reference or image id a task holds in use, until the task lets go or the lease
+  expires (the expiry only matters for holders that crashed).
+
+References are stored normalised (``busybox:1`` → ``docker.io/library/busybox:1``, digests as
+``name@sha256:…``), and the engine's tags are normalised the same way when matched, so a lease on
+any spelling of a reference protects the image carrying it.
+
+**The race protocol** (a task pulling an image vs. a GC removing it). A task about to run an image
+takes a lease on its reference *before* the pull; the GC must never remove an image a lease
+covers. Checking leases in the plan is not enough: the lease may appear between the GC's check
+and its removal, and the task, seeing the image still present, would skip the pull and then fail
+to create its container with "No such image". So both sides use one host-wide file lock,
+:meth:`UsageStore.removal_lock`:
+
+- the task holds it only while *inserting* its lease (:meth:`UsageStore.lease`), then releases
+  it and pulls (or finds the image present) and creates its container;
+- the GC holds it around "re-read the leases covering this image → remove the image", one image
+  at a time (``airdock.hygiene.sweep.apply_gc``).
+
+Both critical sections are serialised, so either the GC removed the image before the lease
+existed (the task then finds it absent and pulls it again) or the lease is visible to the GC's
+re-check and the image is skipped. Once the task's container exists, the engine itself refuses
+to remove the image without force (which airdock never uses), so the lease only has to cover the
+window from before the pull until the container is created; holders keep it until they finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from airdock.errors import ConfigError, PrerequisiteError
+from airdock.hygiene.model import ImageInfo, ImageUsage
+from airdock.images import DEFAULT_TAG, parse_image_ref
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "UsageStore", "default_usage_path", "normalise_reference"]
+
+DEFAULT_LEASE_SECONDS = 900.0
+DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_IMAGE_ID = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uses (
+    image_id  TEXT PRIMARY KEY,
+    last_used REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    expires  REAL NOT NULL,
+    PRIMARY KEY (lease_id, key)
+);
+CREATE INDEX IF NOT EXISTS leases_by_key ON leases (key, expires);
+"""
+
+
+def default_usage_path() -> Path:
+    """``$XDG_STATE_HOME/airdock/usage.sqlite``, else ``~/.local/state/airdock/usage.sqlite``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "airdock" / "usage.sqlite"
+
+
+def normalise_reference(text: str) -> tuple[str, ...]:
+    """The keys a reference or image id is recorded under (one, or two for ``name:tag@digest``).
+
+    ``sha256:<hex>`` or a bare 64-hex id → ``sha256:<hex>``; ``busybox`` →
+    ``docker.io/library/busybox:latest``; ``x@sha256:…`` → ``docker.io/library/x@sha256:…``.
+    Raises ImageReferenceError (a ConfigError) for text that is neither.
+    """
+    match = _IMAGE_ID.fullmatch(text)
+    if match:
+        return (f"sha256:{match.group(1)}",)
+    ref = parse_image_ref(text)
+    if ref.digest:
+        keys = [f"{ref.name}@{ref.digest}"]
+        if ref.tag:
+            keys.append(f"{ref.name}:{ref.tag}")
+        return tuple(keys)
+    return (f"{ref.name}:{ref.tag or DEFAULT_TAG}",)
+
+
+def _image_keys(image_id: str, references: Iterable[str]) -> set[str]:
+    """Every key an image may be leased under: its id, its tags and repo digests, normalised."""
+    keys = set(normalise_reference(image_id)) if _IMAGE_ID.fullmatch(image_id) else {image_id}
+    for reference in references:
+        if not reference or reference.startswith("<none>"):
+            continue
+        with contextlib.suppress(ConfigError):  # an odd tag on the engine must not break the GC
+            keys.update(normalise_reference(reference))
+    return keys
+
+
+class Lease:
+    """A task's hold on the images it is about to run; see :meth:`UsageStore.lease`."""
+
+    def __init__(self, store: UsageStore, lease_id: str, expires: float) -> None:
+        self._store = store
+        self.lease_id = lease_id
+        self.expires = expires
+
+    def add(self, image_id: str) -> None:
+        """Hold the image id too, once the pull resolved it (tags may move; the id does not)."""
+        self._store._insert_lease(self.lease_id, normalise_reference(image_id), self.expires)
+
+    def renew(self, seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        """Push the expiry to ``seconds`` from now (for holders that outlive the first expiry)."""
+        self.expires = time.time() + seconds
+        with self._store._connect() as db:
+            db.execute("UPDATE leases SET expires = ? WHERE lease_id = ?", (self.expires, self.lease_id))
+
+
+class UsageStore:
+    """The per-host usage record and in-use leases; every method is safe across processes."""
+
+    def __init__(
+        self, path: Path | None = None, *, lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
+    ):
+        self.path = (path if path is not None else default_usage_path()).expanduser()
+        self._default_location = path is None
+        self._lock_timeout = lock_timeout_seconds
+        self._ready = False
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- writes ---------------------------------------------------------------------------
+    def record_use(self, image_id: str, when: float) -> None:
+        """Remember that a container was started from ``image_id`` at ``when`` (the latest wins)."""
+        key = normalise_reference(image_id)[0]
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO uses (image_id, last_used) VALUES (?, ?) "
+                "ON CONFLICT (image_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                (key, when),
+            )
+
+    @contextlib.contextmanager
+    def lease(self, references: Iterable[str], seconds: float = DEFAULT_LEASE_SECONDS) -> Iterator[Lease]:
+        """Hold ``references`` (``repo:tag`` as written, and/or image ids) in use until the block exits.
+
+        The lease is inserted under :meth:`removal_lock` (see the module docstring), so once this
+        returns no GC can remove an image carrying one of the references. A holder that dies keeps
+        its lease until ``seconds`` have passed.
+        """
+        keys = tuple(dict.fromkeys(key for reference in references for key in normalise_reference(reference)))
+        lease_id = uuid.uuid4().hex
+        expires = time.time() + seconds
+        with self.removal_lock():
+            self._insert_lease(lease_id, keys, expires, prune_before=time.time())
+        try:
+            yield Lease(self, lease_id, expires)
+        finally:
+            with self._connect() as db:
+                db.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+
+    def forget(self, image_ids: Iterable[str]) -> None:
+        """Drop the use records of removed images, and every expired lease."""
+        keys = [key for image_id in image_ids for key in normalise_reference(image_id)]
+        with self._connect() as db:
+            db.executemany("DELETE FROM uses WHERE image_id = ?", [(key,) for key in keys])
+            db.execute("DELETE FROM leases WHERE expires <= ?", (time.time(),))
+
+    def prune(self, now: float) -> int:
+        """Delete leases expired at ``now``; returns how many."""
+        with self._connect() as db:
+            return db.execute("DELETE FROM leases WHERE expires <= ?", (now,)).rowcount
+
+    # -- reads ----------------------------------------------------------------------------
+    def usage_for(self, images: Sequence[ImageInfo], now: float) -> dict[str, ImageUsage]:
+        """Usage of each image, keyed by image id: its last use, and the latest live lease covering it.
+
+        A record counts when it names the image id or any of its tags or repo digests (normalised).
+        Reads only: a missing file means nothing is recorded (and is not created).
+        """
+        if not self.path.exists():
+            return {image.id: ImageUsage(image.id) for image in images}
+        with self._connect(write=False) as db:
+            uses = dict(db.execute("SELECT image_id, last_used FROM uses").fetchall())
+            leases: dict[str, float] = dict(
+                db.execute(
+                    "SELECT key, max(expires) FROM leases WHERE expires > ? GROUP BY key", (now,)
+                ).fetchall()
+            )
+        result: dict[str, ImageUsage] = {}
+        for image in images:
+            last_used = uses.get(normalise_reference(image.id)[0]) if _IMAGE_ID.fullmatch(image.id) else None
+            held = [
+                leases[key]
+                for key in _image_keys(image.id, (*image.tags, *image.repo_digests))
+                if key in leases
+            ]
+            result[image.id] = ImageUsage(image.id, last_used=last_used, leased_until=max(held, default=None))
+        return result
+
+    def leased_until(self, image_id: str, references: Iterable[str], now: float) -> float | None:
+        """The expiry of the latest live lease on the image (by id, tag or digest), else None.
+
+        The GC calls this under :meth:`removal_lock` right before removing the image.
+        """
+        if not self.path.exists():
+            return None
+        keys = sorted(_image_keys(image_id, references))
+        marks = ",".join("?" * len(keys))
+        with self._connect(write=False) as db:
+            row = db.execute(
+                f"SELECT max(expires) FROM leases WHERE expires > ? AND key IN ({marks})",  # noqa: S608
+                (now, *keys),
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def active_leases(self, now: float) -> list[tuple[str, float]]:
+        """(key, expires) of every live lease (for inspection and tests)."""
+        if not self.path.exists():
+            return []
+        with self._connect(write=False) as db:
+            rows = db.execute("SELECT key, expires FROM leases WHERE expires > ? ORDER BY key", (now,))
+            return [(str(key), float(expires)) for key, expires in rows.fetchall()]
+
+    # -- the host-wide lock -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def removal_lock(self) -> Iterator[None]:
+        """The host-wide lock serialising lease insertion with the GC's check-then-remove."""
+        self._ensure_directory()
+        lock = FileLock(str(self.lock_path), timeout=self._lock_timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except LockTimeout:
+            raise PrerequisiteError(
+                f"timed out after {self._lock_timeout:.0f} s waiting for the image-usage lock "
+                f"{self.lock_path}; "
+                "another airdock process holds it — remove the lock file if that process is gone"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- internals ------------------------------------------------------------------------
+    def _insert_lease(
+        self, lease_id: str, keys: Iterable[str], expires: float, *, prune_before: float | None = None
+    ) -> None:
+        with self._connect() as db:
+            if prune_before is not None:
+                db.execute("DELETE FROM leases WHERE expires <= ?", (prune_before,))
+            db.executemany(
+                "INSERT INTO leases (lease_id, key, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (lease_id, key) DO UPDATE SET expires = excluded.expires",
+                [(lease_id, key, expires) for key in keys],
+            )
+
+    @contextlib.contextmanager
+    def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection; one transaction, committed on success, always closed."""
+        self._ensure_ready()
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            # A writer takes the write lock up front, so the busy timeout applies (no upgrade deadlock).
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        self._ensure_directory()
+        # Create the file 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
+        # database file's permissions.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+        self._ready = True
+
+    def _ensure_directory(self) -> None:
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif self._default_location and directory.stat().st_mode & 0o077:
+            # Only airdock's own default directory is tightened; a directory the caller chose is theirs.
+            with contextlib.suppress(PermissionError):
+                directory.chmod(0o700)

@@ -1,0 +1,137 @@
+"""EcrDockerOperator containers: labels, and the remove policy on every path through the task runner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airdock.hygiene.model import (
+    LABEL_DAG_ID,
+    LABEL_MAP_INDEX,
+    LABEL_RUN_ID,
+    LABEL_STARTED_AT,
+    LABEL_TASK_ID,
+    LABEL_TRY_NUMBER,
+    MANAGED_LABEL,
+)
+from tests.conftest import StackHandle
+from tests.e2e.conftest import AIRFLOW, aws_connection_env, run_dag, write_dag
+from tests.e2e.test_ecr_operator import publish_job_image
+
+pytestmark = pytest.mark.e2e
+
+POLICIES_DAG = """
+    import os
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import DAG
+
+    from airdock.airflow import EcrDockerOperator
+
+    IMAGE = os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/job:v1"
+    FAIL = ["sh", "-c", "echo failing; exit 3"]
+
+    with DAG("airdock_e2e_policies", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        EcrDockerOperator(task_id="ok_always", image=IMAGE, command=["echo", "ok"])
+        EcrDockerOperator(task_id="ok_never", image=IMAGE, command=["echo", "ok"], remove="never",
+                          labels={"team": "data"})
+        EcrDockerOperator(task_id="fail_always", image=IMAGE, command=FAIL, remove="always")
+        EcrDockerOperator(task_id="fail_on_success", image=IMAGE, command=FAIL, remove="on_success")
+        EcrDockerOperator(task_id="timeout_always", image=IMAGE, command=["sleep", "300"],
+                          execution_timeout=timedelta(seconds=3), stop_grace_seconds=1)
+"""
+
+LONG_DAG = """
+    import os
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    from airdock.airflow import EcrDockerOperator
+
+    with DAG("airdock_e2e_terminated", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        EcrDockerOperator(
+            task_id="long",
+            image=os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/job:v1",
+            command=["sleep", "300"],
+            stop_grace_seconds=1,
+        )
+"""
+
+
+def containers_of(docker_client: Any, dag_id: str) -> dict[str, Any]:
+    found = docker_client.containers.list(all=True, filters={"label": f"{LABEL_DAG_ID}={dag_id}"})
+    return {c.labels[LABEL_TASK_ID]: c for c in found}
+
+
+def test_labels_and_remove_policy_on_success_failure_and_timeout(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    publish_job_image(stack, docker_client, base_image)
+    dags = tmp_path / "dags"
+    write_dag(dags, "policies", POLICIES_DAG)
+    run = run_dag(airflow_home, dags, "airdock_e2e_policies", stack, tmp_path / "cache")
+    assert run.state == "failed", run.output[-3000:]  # two tasks fail on purpose
+    left = containers_of(docker_client, "airdock_e2e_policies")
+    try:
+        assert sorted(left) == ["fail_on_success", "ok_never"], run.output[-3000:]
+        labels = left["ok_never"].labels
+        assert labels[MANAGED_LABEL] == "true"
+        assert labels["team"] == "data", "the user's own labels are kept"
+        assert labels[LABEL_RUN_ID].startswith("manual__")
+        assert labels[LABEL_TRY_NUMBER] == "1"
+        assert labels[LABEL_MAP_INDEX] == "-1"
+        assert labels[LABEL_STARTED_AT].endswith("+00:00")
+        assert left["fail_on_success"].attrs["State"]["ExitCode"] == 3
+        assert "stopping container" in run.output, "the timed-out container was stopped"
+    finally:
+        for container in left.values():
+            container.remove(force=True)
+
+
+def test_a_terminated_task_leaves_no_container(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    publish_job_image(stack, docker_client, base_image)
+    dags = tmp_path / "dags"
+    write_dag(dags, "long", LONG_DAG)
+    env = aws_connection_env(stack)
+    env.update(
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__AIRDOCK__ECR_REGISTRIES=stack.settings.registry_host,
+        AIRDOCK_LOCAL_REGISTRY=stack.settings.registry_host,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
+    proc = subprocess.Popen(
+        [AIRFLOW, "dags", "test", "airdock_e2e_terminated"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not containers_of(docker_client, "airdock_e2e_terminated"):
+            assert proc.poll() is None, "the DAG run ended before its container started"
+            assert time.monotonic() < deadline, "the container never started"
+            time.sleep(0.2)
+        container = containers_of(docker_client, "airdock_e2e_terminated")["long"]
+        deadline = time.monotonic() + 30
+        while container.status != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            container.reload()
+        os.kill(proc.pid, signal.SIGTERM)  # what the supervisor does to a task it kills
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopping container" in output, output[-3000:]
+    assert containers_of(docker_client, "airdock_e2e_terminated") == {}, output[-3000:]

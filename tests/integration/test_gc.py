@@ -1,0 +1,369 @@
+"""`airdock gc` on the real engine, with ~50 small distinct images of its own.
+
+One module fixture builds the scene and runs the real command line four times (three dry runs,
+then the real run); the tests assert facets of what happened. Images and containers the scene
+did not create are protected twice, so the suite can share an engine with other tests: every one
+of them present just before a run is leased in the run's usage record (a lease protects an image
+by id, dangling ones included), and ``--keep`` covers the other tests' repositories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+
+from airdock.hygiene.model import (
+    LABEL_DAG_ID,
+    LABEL_RUN_ID,
+    LABEL_STARTED_AT,
+    LABEL_TASK_ID,
+    MANAGED_LABEL,
+)
+from airdock.hygiene.sweep import read_inventory
+from airdock.hygiene.usage import UsageStore
+from airdock.local.images import import_image
+from tests.conftest import airdock, make_env
+
+pytestmark = pytest.mark.integration
+
+N_IMAGES = 50
+MIN_AGE_S = 20
+DAY = 86400.0
+FOREIGN_KEEP = ("--keep", "airdock-test/*", "--keep", "127.0.0.1*", "--keep", "airdock-demo/*")
+
+
+@dataclass
+class Scene:
+    prefix: str
+    db: Path
+    ids: dict[str, str] = field(default_factory=dict)  # role/name → image id
+    sizes: dict[str, int] = field(default_factory=dict)  # image id → bytes
+    last_used: dict[str, float] = field(default_factory=dict)  # image id → recorded last use
+    lru: list[str] = field(default_factory=list)  # regular image ids, least recently used first
+    dangling: list[str] = field(default_factory=list)
+    containers: dict[str, str] = field(default_factory=dict)  # role → container id
+    kept_index: int = 0
+    target: int = 0
+    expected_removals: list[str] = field(default_factory=list)
+    runs: dict[str, Any] = field(default_factory=dict)
+    snapshots: dict[str, Any] = field(default_factory=dict)
+
+
+def snapshot(client: Any, db: Path) -> dict[str, Any]:
+    """Everything a GC could change: images with their tags, containers with state, usage rows."""
+    images = {i["Id"]: sorted(i.get("RepoTags") or []) for i in client.api.images()}
+    containers = {c["Id"]: (c["State"], c.get("Labels") or {}) for c in client.api.containers(all=True)}
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        uses = sorted(conn.execute("SELECT image_id, last_used FROM uses").fetchall())
+    return {"images": images, "containers": containers, "uses": uses}
+
+
+def run_gc(scene: Scene, client: Any, *args: str, as_json: bool = True) -> Any:
+    """The real command line, with every image it did not create leased for the run."""
+    mine = set(scene.ids.values())
+    foreign = [i["Id"] for i in client.api.images() if i["Id"] not in mine]
+    env = make_env(COLUMNS="250")
+    with UsageStore(scene.db).lease(foreign, seconds=300):
+        result = airdock(
+            "gc", "--usage-db", str(scene.db), "--high", "off", *FOREIGN_KEEP,
+            *(("--json",) if as_json else ()), *args, env=env, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if as_json else result.stdout
+
+
+def gc_args(scene: Scene, budget: int) -> list[str]:
+    return [
+        "--max-image-bytes", str(budget),
+        "--min-age", f"{MIN_AGE_S}s",
+        "--max-container-age", "30d",
+        "--keep", f"{scene.prefix}/img-{scene.kept_index:02d}:*",
+    ]  # fmt: skip
+
+
+def labelled(started: datetime, task: str) -> dict[str, str]:
+    return {
+        MANAGED_LABEL: "true",
+        LABEL_DAG_ID: "gc_test",
+        LABEL_TASK_ID: task,
+        LABEL_RUN_ID: "manual__1",
+        LABEL_STARTED_AT: started.isoformat(),
+    }
+
+
+@pytest.fixture(scope="module")
+def scene(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    client = docker_client
+    prefix = f"airdock-gc-{uuid.uuid4().hex[:8]}"
+    scene = Scene(prefix=prefix, db=tmp_path_factory.mktemp("gc") / "usage.sqlite")
+    store = UsageStore(scene.db)
+    rng = random.Random(20261127)
+    try:
+        yield from _build_and_run(scene, client, store, rng)
+    finally:
+        for container_id in scene.containers.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_container(container_id, force=True)  # the test's own containers
+        for image_id in set(scene.ids.values()):
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_image(image_id, force=True)  # the test's own images only
+
+
+def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Random) -> Iterator[Scene]:
+    prefix = scene.prefix
+    started = time.time()
+    for n in range(N_IMAGES):
+        payload = {"payload.bin": os.urandom(rng.randrange(1_000, 400_000))}
+        image = import_image(client, f"{prefix}/img-{n:02d}:v1", payload)
+        scene.ids[f"img-{n:02d}"] = image.id
+        scene.sizes[image.id] = int(image.attrs["Size"])
+    # Three images lose their only tag to another image: dangling.
+    for j in range(3):
+        image = import_image(client, f"{prefix}/d{j}:v1", {"payload.bin": os.urandom(5_000 * (j + 1))})
+        scene.ids[f"d{j}"] = image.id
+        scene.sizes[image.id] = int(image.attrs["Size"])
+        scene.dangling.append(image.id)
+    import_seconds = time.time() - started
+
+    # Last uses: a shuffled history over 60 days (not creation order); two images without a record.
+    now = time.time()
+    names = [f"img-{n:02d}" for n in range(N_IMAGES)]
+    days_ago = rng.sample(range(2, 2 + N_IMAGES), N_IMAGES)
+    for name, days in zip(names[:-2], days_ago, strict=False):
+        when = now - days * DAY
+        store.record_use(scene.ids[name], when)
+        scene.last_used[scene.ids[name]] = when
+    store.record_use(scene.dangling[0], now - 60)  # dangling goes first even when used recently
+    store.record_use(scene.dangling[2], now - 90 * DAY)
+    scene.lru = sorted((scene.ids[n] for n in names[:-2]), key=lambda i: scene.last_used[i])
+
+    # Roles, by position in LRU order, so each protection is tested where it matters most.
+    in_use, kept, old_labelled, recent_labelled = scene.lru[:4]
+    kept_name = next(n for n in names if scene.ids[n] == kept)
+    scene.kept_index = int(kept_name.split("-")[1])
+    for j, target_id in enumerate(scene.lru[4:7]):  # move d0..d2's tags onto LRU victims (two tags each)
+        client.api.tag(target_id, f"{prefix}/d{j}", "v1")
+    assert [i["Id"] for i in client.api.images(name=f"{prefix}/d0")] == [scene.lru[4]]
+
+    unlabelled = client.api.create_container(in_use, command=["true"])["Id"]
+    client.api.start(unlabelled)
+    client.api.wait(unlabelled, timeout=60)
+    scene.containers["unlabelled"] = unlabelled
+    long_ago = datetime.now(UTC) - timedelta(days=60)
+    old = client.api.create_container(
+        old_labelled,
+        command=["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+        labels=labelled(long_ago, "old"),
+    )["Id"]
+    client.api.start(old)  # running: the sweep must stop it first
+    scene.containers["old_labelled"] = old
+    recent = client.api.create_container(
+        recent_labelled, command=["true"], labels=labelled(datetime.now(UTC), "recent")
+    )["Id"]
+    scene.containers["recent_labelled"] = recent
+    scene.ids["in_use"], scene.ids["kept"] = in_use, kept
+    scene.ids["old_labelled"], scene.ids["recent_labelled"] = old_labelled, recent_labelled
+
+    # Let the scene's images age past --min-age, then make one young image that is the "oldest" by record.
+    time.sleep(max(0.0, started + import_seconds + MIN_AGE_S + 2 - time.time()))
+    young = import_image(client, f"{prefix}/young:v1", {"payload.bin": os.urandom(300_000)})
+    scene.ids["young"] = young.id
+    scene.sizes[young.id] = int(young.attrs["Size"])
+    store.record_use(young.id, now - 1000 * DAY)
+
+    # 1. A dry run with an unreachable budget tells the image bytes as the GC counts them.
+    probe = run_gc(scene, client, *gc_args(scene, 10**15), "--dry-run")
+    image_bytes = probe["image_bytes"]
+    removable = [i for i in scene.lru if i not in (in_use, kept, recent_labelled)]
+    # The budget: drop the dangling images and 20 LRU victims, and half of the 21st.
+    must_free = sum(scene.sizes[i] for i in scene.dangling) + sum(scene.sizes[i] for i in removable[:20])
+    scene.target = image_bytes - must_free - scene.sizes[removable[20]] // 2
+    dangling_order = sorted(scene.dangling, key=lambda i: (probe_last_used(probe, i), i))
+    scene.expected_removals = dangling_order + removable[:21]
+
+    args = gc_args(scene, scene.target)
+    scene.snapshots["before"] = snapshot(client, scene.db)
+    scene.runs["dry"] = run_gc(scene, client, *args, "--dry-run")
+    scene.runs["dry_table"] = run_gc(scene, client, *args, "--dry-run", as_json=False)
+    scene.snapshots["after_dry"] = snapshot(client, scene.db)
+    began = time.monotonic()
+    scene.runs["real"] = run_gc(scene, client, *args)
+    scene.runs["real_seconds"] = time.monotonic() - began
+    scene.snapshots["after"] = snapshot(client, scene.db)
+    yield scene
+
+
+def probe_last_used(plan: dict[str, Any], image_id: str) -> float:
+    return float(next(i["last_used"] for i in plan["images"] if i["id"] == image_id))
+
+
+def by_id(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["id"]: i for i in run["images"]}
+
+
+def test_dry_run_changes_nothing(scene: Scene) -> None:
+    before, after = scene.snapshots["before"], scene.snapshots["after_dry"]
+    assert after["images"] == before["images"]
+    assert after["containers"] == before["containers"]
+    assert after["uses"] == before["uses"]
+    dry = scene.runs["dry"]
+    assert dry["dry_run"] is True
+    assert dry["reclaimed_bytes"] is None
+    planned = [i["id"] for i in dry["images"] if i["verdict"] == "would remove"]
+    assert planned == scene.expected_removals
+    assert {c["id"]: c["verdict"] for c in dry["containers"]}[
+        scene.containers["old_labelled"]
+    ] == "would remove"
+
+
+def test_dry_run_prints_a_table(scene: Scene) -> None:
+    text = scene.runs["dry_table"]
+    assert "would reclaim" in text
+    for column in ("image", "size", "last used", "verdict", "reason"):
+        assert column in text
+    kept_name = f"{scene.prefix}/img-{scene.kept_index:02d}:v1"
+    kept_row = next(line for line in text.splitlines() if kept_name in line)
+    assert "kept" in kept_row
+    assert "keep pattern" in kept_row
+    young_row = next(line for line in text.splitlines() if f"{scene.prefix}/young:v1" in line)
+    assert "too young" in young_row
+
+
+def test_removals_follow_lru_after_dangling_and_meet_the_budget(scene: Scene, docker_client: Any) -> None:
+    real = scene.runs["real"]
+    removed = [i["id"] for i in real["images"] if i["verdict"] == "removed"]
+    assert removed[:3] == scene.expected_removals[:3]
+    assert set(removed[:3]) == set(scene.dangling)
+    assert removed == scene.expected_removals
+    reasons = by_id(real)
+    assert all(reasons[i]["reason"] == "dangling" for i in scene.dangling)
+    assert all(reasons[i]["reason"] == "least recently used" for i in removed[3:])
+    # last-used order, as recorded (not creation order)
+    assert [scene.last_used[i] for i in removed[3:]] == sorted(scene.last_used[i] for i in removed[3:])
+
+    present = {i["Id"] for i in docker_client.api.images()}
+    assert not present & set(removed)
+    assert set(scene.ids.values()) - set(removed) <= present
+
+    # The budget is met, and not overshot: without the last removal it would not have been.
+    planned = set(by_id(real))  # images another test adds meanwhile are not the GC's to count
+    unique: dict[str, int] = {}
+    for image in (i for i in read_inventory(docker_client).images if i.id in planned):
+        for layer in image.layers or ():
+            unique[layer.id] = layer.size
+        if not image.layers:
+            unique[image.id] = image.size
+    assert real["target_bytes"] == scene.target
+    assert sum(unique.values()) <= scene.target
+    assert real["image_bytes"] - real["reclaimed_bytes"] + reasons[removed[-1]]["frees_bytes"] > scene.target
+    assert real["reclaimed_bytes"] == sum(scene.sizes[i] for i in removed)
+
+
+def test_protected_images_survive(scene: Scene, docker_client: Any) -> None:
+    present = {i["Id"] for i in docker_client.api.images()}
+    reasons = by_id(scene.runs["real"])
+    for role, reason in [
+        ("in_use", "in use by 1 container"),
+        ("recent_labelled", "in use by 1 container"),
+        ("kept", "keep pattern"),
+        ("young", "too young"),
+    ]:
+        image_id = scene.ids[role]
+        assert image_id in present, role
+        assert reasons[image_id]["verdict"] == "kept", role
+        assert reasons[image_id]["reason"].startswith(reason), (role, reasons[image_id]["reason"])
+    # The two images without a usage record count as used when last tagged: newest, kept.
+    for name in (f"img-{N_IMAGES - 2:02d}", f"img-{N_IMAGES - 1:02d}"):
+        assert reasons[scene.ids[name]]["reason"] == "within budget"
+
+
+def test_the_sweep_removes_only_old_labelled_containers(scene: Scene, docker_client: Any) -> None:
+    existing = {c["Id"] for c in docker_client.api.containers(all=True)}
+    assert scene.containers["unlabelled"] in existing
+    assert scene.containers["recent_labelled"] in existing
+    assert scene.containers["old_labelled"] not in existing
+    verdicts = {c["id"]: c for c in scene.runs["real"]["containers"]}
+    assert verdicts[scene.containers["unlabelled"]]["reason"] == "not airdock's"
+    assert verdicts[scene.containers["old_labelled"]]["verdict"] == "removed"
+    # ...and its image, freed by the sweep, went in the same run, in its LRU place
+    assert scene.ids["old_labelled"] in [
+        i["id"] for i in scene.runs["real"]["images"] if i["verdict"] == "removed"
+    ]
+
+
+def test_other_images_and_containers_survive(scene: Scene, docker_client: Any) -> None:
+    mine = set(scene.ids.values())
+    before = {i for i in scene.snapshots["before"]["images"] if i not in mine}
+    after = {i["Id"] for i in docker_client.api.images()}
+    assert before <= after
+    containers_before = set(scene.snapshots["before"]["containers"]) - {scene.containers["old_labelled"]}
+    assert containers_before <= {c["Id"] for c in docker_client.api.containers(all=True)}
+
+
+def test_usage_records_of_removed_images_are_forgotten(scene: Scene) -> None:
+    uses = {image_id for image_id, _ in scene.snapshots["after"]["uses"]}
+    removed = {i["id"] for i in scene.runs["real"]["images"] if i["verdict"] == "removed"}
+    assert not uses & removed
+    assert scene.ids["kept"] in uses
+    print(f"gc removed {len(removed)} images in {scene.runs['real_seconds']:.2f} s (whole CLI run)")
+
+
+def test_bad_input_is_one_line_and_changes_nothing(scene: Scene, docker_client: Any, tmp_path: Path) -> None:
+    db = tmp_path / "usage.sqlite"
+    before = {i["Id"] for i in docker_client.api.images()}
+    for args, message in [
+        (["--max-image-bytes", "lots"], "invalid size 'lots'"),
+        (["--min-age", "ten minutes"], "invalid duration 'ten minutes'"),
+        (["--high", "150"], "invalid --high '150'"),
+        (["--high", "70", "--low", "80"], "--low 80 is above --high 70"),
+    ]:
+        result = airdock("gc", "--usage-db", str(db), *args, check=False)
+        assert result.returncode == 1, args
+        assert result.stderr.strip().startswith(f"airdock: error: {message}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert {i["Id"] for i in docker_client.api.images()} == before
+    assert not db.exists()
+
+
+def test_inventory_counts_shared_layers_once(docker_client: Any) -> None:
+    """Two builds share busybox's layers: the inventory names them by chain id with their sizes."""
+    from airdock.hygiene.model import GcPolicy
+    from airdock.hygiene.sweep import over_budget
+    from airdock.local.images import build_image
+
+    prefix = f"airdock-gc-{uuid.uuid4().hex[:8]}"
+    built = []
+    try:
+        for n in range(2):
+            built.append(
+                build_image(docker_client, f"{prefix}/built-{n}:v1", files={"/x": os.urandom(50_000)})
+            )
+        images = {i.id: i for i in read_inventory(docker_client).images}
+        first, second = (images[image.id] for image in built)
+        for info, image in ((first, built[0]), (second, built[1])):
+            assert info.layers, "an image sharing layers must carry its layers"
+            assert sum(layer.size for layer in info.layers) == int(image.attrs["Size"])
+            assert info.last_tagged is not None
+            assert info.tags == (f"{prefix}/built-{built.index(image)}:v1",)
+        shared = {layer.id for layer in first.layers} & {layer.id for layer in second.layers}
+        assert shared, "the busybox layers should be shared"
+        assert first.layers[-1].id != second.layers[-1].id  # each has its own payload layer
+        assert over_budget(docker_client, GcPolicy(max_image_bytes=1, high_watermark_percent=None))
+        assert not over_budget(docker_client, GcPolicy(max_image_bytes=10**15, high_watermark_percent=None))
+    finally:
+        for image in built:
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.api.remove_image(image.id, force=True)
