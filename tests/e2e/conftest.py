@@ -74,7 +74,13 @@ def aws_connection_env(stack: StackHandle) -> dict[str, str]:
 
 
 def run_dag(
-    airflow_home: Path, dags: Path, dag_id: str, stack: StackHandle, cache_home: Path, **extra_env: str
+    airflow_home: Path,
+    dags: Path,
+    dag_id: str,
+    stack: StackHandle,
+    cache_home: Path,
+    logical_date: str | None = None,
+    **extra_env: str,
 ) -> DagRun:
     env = aws_connection_env(stack)
     env.update(
@@ -87,7 +93,12 @@ def run_dag(
         **extra_env,
     )
     result = subprocess.run(
-        [AIRFLOW, "dags", "test", dag_id], env=env, capture_output=True, text=True, check=False, timeout=300
+        [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     output = result.stdout + result.stderr
     match = _STATE.search(output)

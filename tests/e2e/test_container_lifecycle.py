@@ -38,7 +38,7 @@ POLICIES_DAG = """
     FAIL = ["sh", "-c", "echo failing; exit 3"]
 
     with DAG("airdock_e2e_policies", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        EcrDockerOperator(task_id="ok_always", image=IMAGE, command=["echo", "ok"])
+        EcrDockerOperator(task_id="ok_always", image=IMAGE, command=["echo", "ok"], auto_gc=True)
         EcrDockerOperator(task_id="ok_never", image=IMAGE, command=["echo", "ok"], remove="never",
                           labels={"team": "data"})
         EcrDockerOperator(task_id="fail_always", image=IMAGE, command=FAIL, remove="always")
@@ -76,7 +76,10 @@ def test_labels_and_remove_policy_on_success_failure_and_timeout(
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "policies", POLICIES_DAG)
-    run = run_dag(airflow_home, dags, "airdock_e2e_policies", stack, tmp_path / "cache")
+    run = run_dag(
+        airflow_home, dags, "airdock_e2e_policies", stack, tmp_path / "cache",
+        AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1TB", AIRFLOW__AIRDOCK__GC_HIGH_WATERMARK_PERCENT="100",
+    )  # fmt: skip
     assert run.state == "failed", run.output[-3000:]  # two tasks fail on purpose
     left = containers_of(docker_client, "airdock_e2e_policies")
     try:
@@ -90,6 +93,7 @@ def test_labels_and_remove_policy_on_success_failure_and_timeout(
         assert labels[LABEL_STARTED_AT].endswith("+00:00")
         assert left["fail_on_success"].attrs["State"]["ExitCode"] == 3
         assert "stopping container" in run.output, "the timed-out container was stopped"
+        assert "auto_gc: image storage within budget" in run.output
     finally:
         for container in left.values():
             container.remove(force=True)
@@ -135,3 +139,46 @@ def test_a_terminated_task_leaves_no_container(
             proc.kill()
     assert "stopping container" in output, output[-3000:]
     assert containers_of(docker_client, "airdock_e2e_terminated") == {}, output[-3000:]
+
+
+AUTO_GC_DAG = """
+    import os
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    from airdock.airflow import EcrDockerOperator
+
+    with DAG("airdock_e2e_auto_gc", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        EcrDockerOperator(
+            task_id="job",
+            image=os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/job:v1",
+            command=["echo", "ok"],
+            auto_gc=True,
+        )
+"""
+
+
+def test_auto_gc_removes_unprotected_images_when_over_budget(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    from airdock.local.images import import_image
+
+    publish_job_image(stack, docker_client, base_image)
+    victim = import_image(docker_client, "airdock-autogc/victim:v1", {"etc/victim": os.urandom(32)})
+    dags = tmp_path / "dags"
+    write_dag(dags, "auto_gc", AUTO_GC_DAG)
+    # Every image but the victim is protected: this engine is shared with the other tests.
+    repositories = {tag.rsplit(":", 1)[0] for image in docker_client.images.list() for tag in image.tags}
+    protected = ",".join(
+        [*sorted(f"{repo}:*" for repo in repositories - {"airdock-autogc/victim"}), "127.0.0.1*"]
+    )
+    run = run_dag(
+        airflow_home, dags, "airdock_e2e_auto_gc", stack, tmp_path / "cache",
+        AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1", AIRFLOW__AIRDOCK__GC_MIN_AGE="0s",
+        AIRFLOW__AIRDOCK__GC_KEEP=protected, AIRFLOW__AIRDOCK__STATE_DIR=str(tmp_path / "state"),
+    )  # fmt: skip
+    assert run.state == "success", run.output[-4000:]
+    assert "auto_gc: removed" in run.output, run.output[-4000:]
+    assert victim.id not in {image.id for image in docker_client.images.list(all=True)}
+    assert docker_client.images.get(base_image), "protected images survive"
