@@ -73,15 +73,10 @@ def aws_connection_env(stack: StackHandle) -> dict[str, str]:
     return env
 
 
-def run_dag(
-    airflow_home: Path,
-    dags: Path,
-    dag_id: str,
-    stack: StackHandle,
-    cache_home: Path,
-    logical_date: str | None = None,
-    **extra_env: str,
-) -> DagRun:
+def dag_env(
+    airflow_home: Path, dags: Path, stack: StackHandle, cache_home: Path, **extra_env: str
+) -> dict[str, str]:
+    """The environment of an `airflow dags test` run against ``stack`` with only an AWS connection."""
     env = aws_connection_env(stack)
     env.update(
         AIRFLOW_HOME=str(airflow_home),
@@ -92,9 +87,21 @@ def run_dag(
         XDG_CACHE_HOME=str(cache_home),
         **extra_env,
     )
+    return env
+
+
+def run_dag(
+    airflow_home: Path,
+    dags: Path,
+    dag_id: str,
+    stack: StackHandle,
+    cache_home: Path,
+    logical_date: str | None = None,
+    **extra_env: str,
+) -> DagRun:
     result = subprocess.run(
         [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])],
-        env=env,
+        env=dag_env(airflow_home, dags, stack, cache_home, **extra_env),
         capture_output=True,
         text=True,
         check=False,

@@ -21,7 +21,7 @@ from airdock.hygiene.model import (
     MANAGED_LABEL,
 )
 from tests.conftest import StackHandle
-from tests.e2e.conftest import AIRFLOW, aws_connection_env, run_dag, write_dag
+from tests.e2e.conftest import AIRFLOW, dag_env, run_dag, write_dag
 from tests.e2e.test_ecr_operator import publish_job_image
 
 pytestmark = pytest.mark.e2e
@@ -105,18 +105,9 @@ def test_a_terminated_task_leaves_no_container(
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "long", LONG_DAG)
-    env = aws_connection_env(stack)
-    env.update(
-        AIRFLOW_HOME=str(airflow_home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__AIRDOCK__ECR_REGISTRIES=stack.settings.registry_host,
-        AIRDOCK_LOCAL_REGISTRY=stack.settings.registry_host,
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-    )
     proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", "airdock_e2e_terminated"],
-        env=env,
+        env=dag_env(airflow_home, dags, stack, tmp_path / "cache"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
