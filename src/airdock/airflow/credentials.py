@@ -7,8 +7,6 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from botocore.config import Config
-
 from airdock.auth.cache import (
     DEFAULT_MARGIN_SECONDS,
     CachedCredentials,
@@ -18,6 +16,7 @@ from airdock.auth.cache import (
 )
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
+from airdock.auth.session import ECR_CLIENT_CONFIG
 from airdock.durations import parse_duration
 from airdock.images import EcrRegistry, parse_registry_list
 
@@ -29,10 +28,6 @@ try:
 except ImportError:  # pragma: no cover - older task SDKs
     from airflow.sdk.execution_time.secrets_masker import mask_secret
 
-# Bounded retries with backoff for the ECR API itself (botocore's "standard" mode).
-ECR_CLIENT_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15
-)
 
 # Environment variables that change which AWS identity or endpoint boto3 resolves.
 _IDENTITY_ENV = (

@@ -6,6 +6,7 @@ import base64
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlparse
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -37,26 +38,31 @@ class EcrTokenSource:
         self._client = client
         self._where = where
 
-    def fetch(self, registry: EcrRegistry) -> RegistryCredentials:
-        """Call GetAuthorizationToken for ``registry`` (its account when the host names one)."""
+    def fetch(self, registry: EcrRegistry | None) -> RegistryCredentials:
+        """Call GetAuthorizationToken for ``registry`` (its account when the host names one).
+
+        ``None`` asks for the caller's default registry; the credentials then name the registry
+        host from the reply's ``proxyEndpoint``.
+        """
         kwargs: dict[str, Any] = {}
-        if registry.account_id:
+        label = registry.host if registry is not None else "the default registry"
+        if registry is not None and registry.account_id:
             kwargs["registryIds"] = [registry.account_id]
         try:
             reply = self._client.get_authorization_token(**kwargs)
         except NoCredentialsError:
             raise RegistryAuthError(
-                f"no AWS credentials found for ECR registry {registry.host} in {self._where}: give the "
+                f"no AWS credentials found for ECR registry {label} in {self._where}: give the "
                 "worker an IAM role, or set credentials in the environment or in that Airflow connection"
             ) from None
         except NoRegionError:
             raise RegistryAuthError(
-                f"no AWS region for ECR registry {registry.host}: set region_name in {self._where} "
+                f"no AWS region for ECR registry {label}: set region_name in {self._where} "
                 "or AWS_DEFAULT_REGION"
             ) from None
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
             raise RegistryAuthError(
-                f"ECR API unreachable for registry {registry.host} after retries: {exc}"
+                f"ECR API unreachable for registry {label} after retries: {exc}"
             ) from None
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -64,26 +70,23 @@ class EcrTokenSource:
             if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
                 raise AccessDeniedError(
                     f"access denied: the AWS identity from {self._where} may not call {GET_TOKEN_ACTION} "
-                    f'(registry {registry.host}); allow it on resource "*" in its IAM policy',
+                    f'(registry {label}); allow it on resource "*" in its IAM policy',
                     action=GET_TOKEN_ACTION,
                 ) from None
             if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
                 raise RegistryAuthError(
                     f"AWS rejected the credentials from {self._where} ({code}): refresh or replace them"
                 ) from None
-            raise RegistryAuthError(
-                f"GetAuthorizationToken failed for {registry.host}: {code}: {message}"
-            ) from None
+            raise RegistryAuthError(f"GetAuthorizationToken failed for {label}: {code}: {message}") from None
         except BotoCoreError as exc:
-            raise RegistryAuthError(f"GetAuthorizationToken failed for {registry.host}: {exc}") from None
+            raise RegistryAuthError(f"GetAuthorizationToken failed for {label}: {exc}") from None
 
         data = reply["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         expires = data["expiresAt"]
         expires_at = expires.timestamp() if isinstance(expires, datetime) else float(expires)
-        return RegistryCredentials(
-            registry=registry.host, username=username, password=password, expires_at=expires_at
-        )
+        host = registry.host if registry is not None else urlparse(str(data.get("proxyEndpoint", ""))).netloc
+        return RegistryCredentials(registry=host, username=username, password=password, expires_at=expires_at)
 
 
 def denied_action(message: str) -> str | None:
