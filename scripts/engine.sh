@@ -63,7 +63,16 @@ ensure() {
     if [ -z "${DOCKER_HOST:-}" ] && [ -S /var/run/docker.sock ] && answers unix:///var/run/docker.sock; then
         echo "export DOCKER_HOST=unix:///var/run/docker.sock"; return 0
     fi
-    # 2. Start a private engine.
+    # 2. Our private engine may be starting (another caller) or wedged: wait, or restart it.
+    if dockerd_alive; then
+        for _ in $(seq 1 60); do
+            answers "unix://$SOCK" && { echo "export DOCKER_HOST=unix://$SOCK"; return 0; }
+            sleep 0.5
+        done
+        say "dockerd (pid $(cat "$PIDFILE")) does not answer on $SOCK; restarting it"
+        stop_engine
+    fi
+    # 3. Start a private engine.
     [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and starting one needs root"
     mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$(dirname "$LOG")"
     rm -f "$SOCK"
@@ -82,9 +91,15 @@ ensure() {
     die "dockerd did not answer within 30 s; see $LOG"
 }
 
-stop() {
+dockerd_alive() {  # the dockerd named by our pid file runs
+    local pid
+    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q dockerd "/proc/$pid/cmdline" 2>/dev/null
+}
+
+stop_engine() {
     local marker="$SHORT/started-by-airdock" pid
-    [ -f "$marker" ] || return 0
+    [ -f "$marker" ] || dockerd_alive || return 0
     pid="$(cat "$PIDFILE" 2>/dev/null || cat "$marker")"
     if kill -0 "$pid" 2>/dev/null; then
         say "stopping dockerd (pid $pid)"
@@ -95,16 +110,24 @@ stop() {
     rm -f "$marker"
 }
 
+locked() {  # run "$@" holding the engine lock: concurrent callers start one engine, not several
+    mkdir -p "$SHORT"
+    exec 9>"$SHORT/engine.lock"
+    flock 9
+    "$@"
+    flock -u 9
+}
+
 case "${1:-}" in
-    ensure) ensure ;;
-    stop) stop ;;
+    ensure) locked ensure ;;
+    stop) locked stop_engine ;;
     run)
         shift
         started=0
         [ -f "$SHORT/started-by-airdock" ] || started=1
-        eval "$(ensure)"
+        eval "$(locked ensure)"
         [ -f "$SHORT/started-by-airdock" ] || started=0
-        if [ "$started" -eq 1 ] && [ "${AIRDOCK_KEEP_ENGINE:-0}" != 1 ]; then trap stop EXIT; fi
+        if [ "$started" -eq 1 ] && [ "${AIRDOCK_KEEP_ENGINE:-0}" != 1 ]; then trap 'locked stop_engine' EXIT; fi
         export DOCKER_HOST
         "$@"
         ;;
