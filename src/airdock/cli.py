@@ -139,7 +139,7 @@ def local_status(
         print(json.dumps(data, indent=2))
         return
     if status.settings is None:
-        out.print(f"no local stack in {LocalStack(data_dir).data_dir}: run `airdock local up`")
+        err.print(f"no local stack in {LocalStack(data_dir).data_dir}: run `airdock local up`")
         raise typer.Exit(1)
     table = Table(title=f"local stack ({'running' if status.running else 'stopped'})", show_header=True)
     table.add_column("part")
@@ -178,7 +178,9 @@ def local_env(data_dir: DataDir = local_settings.DEFAULT_DATA_DIR) -> None:
 def main() -> None:
     """Console entry point: one red line and exit 1 for airdock's own errors."""
     try:
-        app(standalone_mode=False)
+        # In non-standalone mode click returns the code of a `typer.Exit` instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except AirdockError as exc:
         err.print(f"[red]airdock: error:[/red] {exc}", highlight=False)
         sys.exit(1)

@@ -54,3 +54,11 @@ def test_same_port_twice_is_refused(tmp_path: Path) -> None:
 def test_down_without_a_stack_is_a_no_op(tmp_path: Path) -> None:
     result = airdock("local", "down", "--data-dir", str(tmp_path))
     assert "not running" in result.stderr
+
+
+def test_exit_codes_of_commands_reach_the_shell(tmp_path: Path) -> None:
+    """`airdock local status` exits 1 when the stack is not running (a typer.Exit inside the command)."""
+    result = airdock("local", "status", "--data-dir", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "run `airdock local up`" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
