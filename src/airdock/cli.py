@@ -14,8 +14,10 @@ from rich.table import Table
 
 from airdock import __version__
 from airdock.cli_connections import connections_app
+from airdock.cli_doctor import DOCTOR_HELP, doctor_command
 from airdock.cli_gc import GC_HELP, gc_command
 from airdock.cli_iam import IAM_HELP, iam_policy_command
+from airdock.cli_push import PUSH_HELP, push_command
 from airdock.durations import parse_duration
 from airdock.errors import AirdockError
 from airdock.local import settings as local_settings
@@ -37,6 +39,8 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 app.add_typer(connections_app, name="connections")
 app.command("gc", help=GC_HELP)(gc_command)
+app.command("push", help=PUSH_HELP)(push_command)
+app.command("doctor", help=DOCTOR_HELP)(doctor_command)
 app.command("iam-policy", help=IAM_HELP)(iam_policy_command)
 
 out = Console()
