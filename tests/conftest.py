@@ -26,6 +26,9 @@ from airdock.local.settings import StackSettings
 
 AIRDOCK = [sys.executable, "-m", "airdock.cli"]
 
+# No test may probe the instance-metadata address looking for credentials: there is no AWS here.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -446,6 +446,14 @@ def check_credentials(
     try:
         sts = sts_factory()
         sts_endpoint = str(sts.meta.endpoint_url)
+        if _is_aws_endpoint(sts_endpoint) and ecr_endpoint is not None and not _is_aws_endpoint(ecr_endpoint):
+            # ECR is a stand-in (the local stack) or a private endpoint: AWS's own STS would not
+            # know these credentials, and it may not even be reachable from here. Don't ask it.
+            return passed(
+                CHECK_CREDENTIALS,
+                f"{source} (identity not asked: ECR is served at {ecr_endpoint}; "
+                "set AWS_ENDPOINT_URL_STS to ask an STS there)",
+            )
         arn = str(sts.get_caller_identity()["Arn"])
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))

@@ -94,8 +94,10 @@ def test_all_checks_pass_on_a_working_local_setup(pushed: str, env: dict[str, st
     ):
         assert line(out, check).startswith("✓ ")
     assert line(out, "docker engine").startswith("✓ docker engine: Docker ")
-    # whose credentials: the key id masked; the local stack serves no STS, so the identity is unknown
-    assert "access key AKID…OCAL from env (identity unknown: STS unreachable" in line(out, "aws credentials")
+    # whose credentials: the key id masked; the local stack serves no STS and AWS's own is not asked
+    assert "access key AKID…OCAL from env (identity not asked: ECR is served at" in line(
+        out, "aws credentials"
+    )
     assert f"'{REPO}' exists in " in line(out, "repository")
     assert f"tag {TAG} of '{REPO}' resolves to sha256:" in line(out, "image tag")
     assert local_settings.LOCAL_SECRET_ACCESS_KEY not in out + result.stderr

@@ -276,10 +276,21 @@ def test_sts_refusing_the_credentials_fails_unless_ecr_is_served_elsewhere() -> 
     )
     assert not against_aws.ok
     assert against_aws.fix is not None and "refresh or replace" in against_aws.fix
-    # the local stack (or another stand-in) serves ECR: AWS's STS cannot judge its credentials
-    stand_in = check_credentials(FakeSession(env_credentials()), factory, "http://127.0.0.1:5781")
+    # the local stack (or another stand-in) serves ECR: AWS's own STS is not even asked
+    asked: list[str] = []
+
+    def must_not_call(**_: Any) -> Any:
+        asked.append("sts")
+        raise AssertionError("AWS STS must not be asked when ECR is served elsewhere")
+
+    stand_in = check_credentials(
+        FakeSession(env_credentials()),
+        sts("https://sts.us-east-1.amazonaws.com", must_not_call),
+        "http://127.0.0.1:5781",
+    )
     assert stand_in.ok
-    assert "identity unknown: AWS STS refused them (InvalidClientTokenId)" in stand_in.detail
+    assert asked == []
+    assert "identity not asked: ECR is served at http://127.0.0.1:5781" in stand_in.detail
 
 
 # ---------------------------------------------------------------------------------------------
