@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from airdock.durations import parse_duration
-from airdock.errors import ConfigError, PrerequisiteError
+from airdock.engine.client import docker_client
+from airdock.errors import ConfigError
 from airdock.hygiene.model import (
     ContainerDecision,
     GcPlan,
@@ -103,16 +104,7 @@ def _policies(
 
 
 def _docker_client() -> Any:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise PrerequisiteError(
-            f"cannot reach the Docker engine ({exc}); start it or point DOCKER_HOST at it"
-        ) from None
-    return client
+    return docker_client(timeout=300)
 
 
 def gc_command(

@@ -24,7 +24,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from airdock.errors import ConfigError, PrerequisiteError
+from airdock.engine.client import docker_client
+from airdock.errors import ConfigError
 from airdock.images import EcrRegistry, parse_ecr_host
 from airdock.publish import (
     PublishResult,
@@ -126,17 +127,7 @@ def _registry(host: str | None) -> EcrRegistry | None:
 
 
 def _docker_api() -> Any:
-    import docker
-
-    try:
-        # Long timeout: a build step may print nothing for minutes.
-        client = docker.from_env(timeout=1800)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise PrerequisiteError(
-            f"cannot reach the Docker engine ({exc}); start it or point DOCKER_HOST at it"
-        ) from None
-    return client.api
+    return docker_client(timeout=1800).api  # long: a build step may print nothing for minutes
 
 
 def _render(result: PublishResult, as_json: bool) -> None:
