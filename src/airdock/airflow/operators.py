@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +15,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
+from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
 from airdock.engine.pull import PullPolicy, ensure_image
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, RegistryAuthError
 from airdock.hygiene.model import (
@@ -56,6 +61,11 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
     replaced and the pull retried once. The digest of the image that runs is logged and pushed to
     XCom as ``image_digest``. Every container carries ``airdock.managed=true`` and the task's
     identity as labels; the image is marked in use before its pull, so a concurrent GC skips it.
+
+    The container's output is streamed: every line goes to the task log, but only what the XCom
+    needs is kept in memory — the last line (default), nothing with ``do_xcom_push=False``, every
+    line with ``xcom_all=True`` (unbounded by nature: it grows with the output). A failed
+    container's ``DockerContainerFailedException.logs`` holds its last 100 lines.
     """
 
     template_fields: Sequence[str] = (*DockerOperator.template_fields, "aws_conn_id", "pull_policy")
@@ -132,6 +142,25 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         """The task is being terminated: stop the container with a grace period, then apply ``remove``."""
         self._dispose_container(succeeded=False)
 
+    def _run_image_with_mounts(self, target_mounts: Any, add_tmp_variable: bool) -> Any:
+        # The provider's method creates, attaches, starts and waits, then maps exit codes and the
+        # XCom; airdock delegates all of it (so every DockerOperator argument, present or future,
+        # keeps working) and replaces only the provider's log reader, which keeps every line. The
+        # provider calls its module-level ``fetch_logs(log_stream, self.log)``; for the duration
+        # of this call that name resolves, in this thread/context only, to airdock's bounded
+        # reader (see ``_provider_fetch_logs``). If a provider release stops calling it, the stock
+        # reader runs and a warning says so — the task still works, with the stock memory use.
+        keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
+        reader = _BoundedLogReader(keep)
+        with _provider_fetch_logs(reader):
+            result = super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+        if not reader.used:
+            self.log.warning(
+                "the docker provider did not read the container's output through fetch_logs: "
+                "airdock's bounded log streaming was not used (the output was kept in memory)"
+            )
+        return result
+
     def _ensure_image(self) -> Any:
         ref = parse_image_ref(self.image)
         policy = PullPolicy.parse(self.pull_policy)
@@ -194,6 +223,78 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             run_auto_gc(self.cli, self.log)
         except AirdockError as exc:  # the task itself succeeded; a failed clean-up must not fail it
             self.log.warning("auto_gc failed: %s", exc)
+
+
+class _BoundedLogReader:
+    """Stands in for the provider's ``fetch_logs``: streams lines, returns only what is needed.
+
+    The provider uses the returned list for both the XCom (``[-1]``, or all with ``xcom_all``)
+    and ``DockerContainerFailedException.logs``: so it gets every line under ``KeepPolicy.ALL``,
+    else the bounded tail (whose last element is the last line).
+    """
+
+    def __init__(self, keep: KeepPolicy, tail: int = DEFAULT_TAIL_LINES) -> None:
+        self.keep = keep
+        self.tail = tail
+        self.used = False
+
+    def __call__(self, log_stream: Iterable[bytes | str], log: Any) -> list[str]:
+        self.used = True
+        # Bound once: Airflow's ``self.log`` is a lazy structlog proxy that re-resolves on every
+        # attribute access. The line is the event itself, not a "%s" argument: no per-line
+        # %-formatting, and a line holding "%" is logged verbatim either way.
+        lines = stream_lines(log_stream, log.info, self.keep, self.tail)
+        return lines.kept if self.keep is KeepPolicy.ALL else lines.tail
+
+
+_docker_module = sys.modules[DockerOperator.__module__]
+_active_reader: ContextVar[Callable[[Any, Any], list[str]] | None] = ContextVar(
+    "airdock_fetch_logs", default=None
+)
+_patch_lock = threading.Lock()
+_patch_users = 0
+_stock_fetch_logs: Callable[[Any, Any], list[str]] | None = None
+
+
+def _dispatch_fetch_logs(log_stream: Any, log: Any) -> list[str]:
+    """The provider's ``fetch_logs`` while airdock runs a container: airdock's reader in its own
+    context, the stock one everywhere else (a stock DockerOperator in another thread, say)."""
+    reader = _active_reader.get()
+    if reader is not None:
+        return reader(log_stream, log)
+    assert _stock_fetch_logs is not None
+    return _stock_fetch_logs(log_stream, log)
+
+
+@contextmanager
+def _provider_fetch_logs(reader: Callable[[Any, Any], list[str]]) -> Iterator[None]:
+    """Route the provider's ``fetch_logs`` calls made in this context to ``reader``.
+
+    Robust by construction: the module attribute is swapped for a dispatcher only while at least
+    one airdock operator is inside this block (reference-counted under a lock) and restored by the
+    last one out, unless someone else replaced it meanwhile; the dispatcher chooses by a
+    ContextVar, so concurrent threads and stock operators are unaffected; an exception anywhere
+    still restores both.
+    """
+    global _patch_users, _stock_fetch_logs
+    if not callable(getattr(_docker_module, "fetch_logs", None)):
+        yield  # a provider without it: nothing to route (the caller warns that it went unused)
+        return
+    with _patch_lock:
+        current = getattr(_docker_module, "fetch_logs")  # noqa: B009  # the provider is untyped
+        if _patch_users == 0 and current is not _dispatch_fetch_logs:
+            _stock_fetch_logs = current
+            setattr(_docker_module, "fetch_logs", _dispatch_fetch_logs)  # noqa: B010
+        _patch_users += 1
+    token = _active_reader.set(reader)
+    try:
+        yield
+    finally:
+        _active_reader.reset(token)
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0 and getattr(_docker_module, "fetch_logs") is _dispatch_fetch_logs:  # noqa: B009
+                setattr(_docker_module, "fetch_logs", _stock_fetch_logs)  # noqa: B010
 
 
 def _as_dict(labels: Any) -> dict[str, str]:
