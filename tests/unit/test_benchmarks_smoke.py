@@ -1,10 +1,16 @@
-"""The benchmark harness runs end to end at a tiny scale, so the benchmarks cannot rot (no Docker)."""
+"""The benchmark harness and every benchmark run end to end at a tiny scale, so they cannot rot.
+
+The planner's benchmark needs nothing; the others need the Docker engine and the registry binary
+(marked ``integration``: `make test` provides both, `make test-unit` skips them).
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import benchmarks
 import pytest
@@ -55,3 +61,63 @@ def test_figure_statistics() -> None:
     fig = Figure.of("x_s", (3.0, 1.0, 2.0), "s", baseline=4.0)
     assert (fig.airdock, fig.low, fig.high, fig.ratio) == (2.0, 1.0, 3.0, 0.5)
     assert Figure.of("y_s", (1.0,), "s").ratio is None
+
+
+# -- the benchmarks that need the Docker engine and the local stack (run under `make test`) ----------
+
+ENGINE_BENCHMARKS = {
+    "task_start": ("task_start_ms", "task_start_stock_ms", "task_start_raw_docker_ms"),
+    "auth": ("auth_cached_ms", "auth_cold_ms"),
+    "fanout": ("fanout_20_token_calls", "fanout_20_wall_s"),
+    "pull": ("pull_mb_per_s",),
+    "gc_apply": ("gc_apply_s",),
+    "logs": ("log_lines_per_s", "log_peak_rss_mb", "log_lines_per_s_100k", "log_peak_rss_mb_100k"),
+}
+# What the benchmarks name their images and temporary directories: none may outlive a run.
+LEFTOVER_MARKERS = ("/bench/task-start", "/bench/pull", "airdock-bench-gc-", "/bench/logs")
+
+
+def _engine_or_skip() -> Any:
+    """The engine `make test` provides; `make test-unit` (no engine) skips these cases."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker engine ({exc.__class__.__name__}); `make test` runs this with one")
+    return client
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(ENGINE_BENCHMARKS))
+def test_engine_benchmark_runs_at_tiny_scale_and_leaves_nothing_behind(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _engine_or_skip()
+    monkeypatch.setattr(harness, "docker_version", lambda: None)
+    scratch = tmp_path / "tmp"  # every temporary directory of the run, its child processes' included
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "latest.json"
+    screen = io.StringIO()
+
+    argv = ["--scale", "0.01", "--repeat", "1", "--only", name, "--out", str(out)]
+    code = harness.main(argv, Console(file=screen, width=250))
+
+    assert code == 0
+    results = json.loads(out.read_text())
+    for figure in ENGINE_BENCHMARKS[name]:
+        assert figure in screen.getvalue()
+        assert 0 < results[f"{figure}_min"] <= results[figure] <= results[f"{figure}_max"]
+    compared = {"task_start": "task_start_ms", "auth": "auth_cold_ms", "pull": "pull_mb_per_s"}
+    compared.update(gc_apply="gc_apply_s", fanout="fanout_20_wall_s", logs="log_lines_per_s")
+    assert results[f"{compared[name]}_baseline"] > 0
+    if name == "fanout":  # 2 processes at this scale: one token call with airdock, one each without
+        assert (results["fanout_20_token_calls"], results["fanout_20_token_calls_baseline"]) == (1, 2)
+    tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or ()]
+    assert not [tag for tag in tags if any(marker in tag for marker in LEFTOVER_MARKERS)]
+    containers = [c["Image"] for c in client.api.containers(all=True)]
+    assert not [image for image in containers if any(marker in image for marker in LEFTOVER_MARKERS)]
+    assert not list(scratch.iterdir()), "a temporary directory (stack, cache, home) was left behind"
