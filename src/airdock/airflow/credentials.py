@@ -7,6 +7,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from airdock.airflow.config import option
 from airdock.auth.cache import (
     DEFAULT_MARGIN_SECONDS,
     CachedCredentials,
@@ -42,29 +43,22 @@ _IDENTITY_ENV = (
 )
 
 
-def _conf(key: str) -> str | None:
-    from airflow.configuration import conf
-
-    value = conf.get("airdock", key, fallback=None)
-    return str(value) if value not in (None, "") else None
-
-
 def configured_ecr_registries() -> tuple[str, ...]:
     """Hosts listed in ``[airdock] ecr_registries`` (``AIRFLOW__AIRDOCK__ECR_REGISTRIES``)."""
-    return parse_registry_list(_conf("ecr_registries"))
+    return parse_registry_list(option("ecr_registries"))
 
 
 def token_cache(margin: float | str | None = None) -> TokenCache:
     """The worker's host-wide token cache, configured from ``[airdock]`` unless ``margin`` is given."""
     if margin is None:
-        margin = _conf("token_refresh_margin")
+        margin = option("token_refresh_margin")
     seconds = (
         DEFAULT_MARGIN_SECONDS
         if margin is None
         else (parse_duration(margin) if isinstance(margin, str) else float(margin))
     )
     directory: Path | None = None
-    configured_dir = _conf("token_cache_dir")
+    configured_dir = option("token_cache_dir")
     if configured_dir:
         from pathlib import Path
 

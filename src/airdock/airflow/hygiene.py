@@ -10,24 +10,18 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airdock.airflow.config import option
 from airdock.durations import parse_duration
 from airdock.hygiene.model import GcPolicy, SweepPolicy, TaskKey, TaskStatus
 
 _UNSET = object()
 
 
-def _conf(key: str) -> str | None:
-    from airflow.configuration import conf
-
-    value = conf.get("airdock", key, fallback=None)
-    return str(value) if value not in (None, "") else None
-
-
 def usage_store() -> Any:
     """The host's image-usage record (``[airdock] state_dir``, default ``~/.local/state/airdock``)."""
     from airdock.hygiene.usage import UsageStore
 
-    state_dir = _conf("state_dir")
+    state_dir = option("state_dir")
     return UsageStore(Path(state_dir).expanduser() / "usage.sqlite" if state_dir else None)
 
 
@@ -53,7 +47,7 @@ def gc_policy(
     defaults = GcPolicy()
 
     def pick(value: object, key: str) -> Any:
-        return _conf(key) if value is _UNSET else value
+        return option(key) if value is _UNSET else value
 
     size = pick(max_image_bytes, "gc_max_image_bytes")
     high = pick(high_watermark_percent, "gc_high_watermark_percent")
