@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,21 @@ def start_stack(data_dir: Path, *extra: str) -> StackHandle:
         *extra,
     )  # fmt: skip
     return StackHandle(StackSettings.load(data_dir.resolve()))
+
+
+@contextlib.contextmanager
+def stacks_denying(
+    tmp_path_factory: pytest.TempPathFactory, actions: Sequence[str]
+) -> Iterator[dict[str, StackHandle]]:
+    """One stack per IAM action, each refusing that action as IAM would (`--deny-action`); stopped after."""
+    stacks: dict[str, StackHandle] = {}
+    try:
+        for action in actions:
+            stacks[action] = start_stack(tmp_path_factory.mktemp("deny"), "--deny-action", action)
+        yield stacks
+    finally:
+        for handle in stacks.values():
+            airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
 
 
 @pytest.fixture(scope="session")

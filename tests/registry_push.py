@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 
@@ -30,6 +31,11 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 def registry_available() -> bool:
     return REGISTRY_BINARY.exists() or shutil.which("docker-registry") is not None
+
+
+needs_registry = pytest.mark.skipif(
+    not registry_available(), reason="/usr/bin/docker-registry is not installed (`make test` installs it)"
+)
 
 
 def free_port() -> int:

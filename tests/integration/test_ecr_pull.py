@@ -26,7 +26,7 @@ from airdock.engine.pull import PullPolicy, ensure_image
 from airdock.errors import AccessDeniedError, ConfigError, ImagePullError, RegistryAuthError
 from airdock.images import ecr_registry_for, parse_image_ref
 from airdock.local.images import import_image
-from tests.conftest import StackHandle, airdock, free_port, start_stack
+from tests.conftest import StackHandle, free_port, stacks_denying
 from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.integration
@@ -147,14 +147,9 @@ def test_malformed_reference() -> None:
 @pytest.fixture(scope="module")
 def denying_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StackHandle]]:
     """Stacks whose simulated IAM refuses one action each."""
-    stacks = {}
-    try:
-        for action in ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
-            stacks[action] = start_stack(tmp_path_factory.mktemp("deny"), "--deny-action", action)
+    actions = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+    with stacks_denying(tmp_path_factory, actions) as stacks:
         yield stacks
-    finally:
-        for handle in stacks.values():
-            airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
 
 
 @pytest.mark.parametrize("action", ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"])

@@ -23,7 +23,7 @@ from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
 from airdock.images import EcrRegistry
 from airdock.publish import RepositoryOptions, SilentReporter, publish, resolve_build
-from tests.conftest import AIRDOCK, StackHandle, airdock, start_stack
+from tests.conftest import AIRDOCK, StackHandle, stacks_denying
 
 pytestmark = pytest.mark.integration
 
@@ -272,14 +272,8 @@ def test_an_immutable_tag_is_not_overwritten(stack: StackHandle, home: Path, tmp
 
 @pytest.fixture(scope="module")
 def denying_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StackHandle]]:
-    stacks: dict[str, StackHandle] = {}
-    try:
-        for action in ("ecr:InitiateLayerUpload", "ecr:PutImage"):
-            stacks[action] = start_stack(tmp_path_factory.mktemp("deny-push"), "--deny-action", action)
+    with stacks_denying(tmp_path_factory, ("ecr:InitiateLayerUpload", "ecr:PutImage")) as stacks:
         yield stacks
-    finally:
-        for handle in stacks.values():
-            airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
 
 
 @pytest.mark.parametrize("action", ["ecr:InitiateLayerUpload", "ecr:PutImage"])

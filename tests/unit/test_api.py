@@ -32,6 +32,7 @@ from airdock.local.store import Store, TokenState
 from tests.registry_push import (
     PushedImage,
     free_port,
+    needs_registry,
     push_image,
     push_index,
     registry_available,
@@ -40,9 +41,6 @@ from tests.registry_push import (
 
 pytestmark = pytest.mark.timeout(120)
 
-needs_registry = pytest.mark.skipif(
-    not registry_available(), reason="/usr/bin/docker-registry is not installed (`make test` installs it)"
-)
 
 ACCOUNT = "123456789012"
 TTL = 3600.0

@@ -39,6 +39,7 @@ from tests.registry_push import (
     SCHEMA2_LAYER,
     SCHEMA2_MANIFEST,
     free_port,
+    needs_registry,
     push_blob,
     registry_available,
     running_registry,
@@ -46,10 +47,6 @@ from tests.registry_push import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-needs_registry = pytest.mark.skipif(
-    not registry_available(), reason="/usr/bin/docker-registry is not installed (`make test` installs it)"
-)
 
 
 @dataclass

@@ -20,11 +20,7 @@ from airdock.local.registry import (
     manifest_size,
     validate_repository_name,
 )
-from tests.registry_push import push_image, push_index, registry_available, running_registry
-
-needs_registry = pytest.mark.skipif(
-    not registry_available(), reason="/usr/bin/docker-registry is not installed (`make test` installs it)"
-)
+from tests.registry_push import needs_registry, push_image, push_index, running_registry
 
 pytestmark = pytest.mark.timeout(120)
 
