@@ -37,9 +37,10 @@ out = Console()
 
 GC_HELP = (
     "Remove orphaned airdock containers, then images least recently used first, down to a budget.\n\n"
-    "First the containers: those labelled airdock.managed=true and older than --max-container-age are "
-    "stopped and removed (Airflow is not asked from the CLI; DockerHygieneOperator asks it). A container "
-    "without that label is never touched.\n\n"
+    "First the containers: stopped ones (exited, created, dead) labelled airdock.managed=true and older "
+    "than --max-container-age are removed. A running container is never removed here, whatever its age: "
+    "only Airflow can say its task is over, and the CLI does not ask it (DockerHygieneOperator does). A "
+    "container without that label is never touched.\n\n"
     "Then the images: dangling ones first, then those unused longer than --max-unused-age, then the least "
     "recently used (the last time airdock started a container from them, from this host's usage record) "
     "until image storage is within --max-image-bytes and, once the data-root filesystem is above --high "
@@ -155,7 +156,7 @@ def gc_command(
         str,
         typer.Option(
             "--max-container-age",
-            help="Sweep airdock's labelled containers older than this.",
+            help="Remove airdock's stopped labelled containers older than this (running ones stay).",
             metavar="DURATION",
         ),
     ] = "24h",

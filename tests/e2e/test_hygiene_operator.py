@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
 
-from airdock.hygiene.model import LABEL_DAG_ID, LABEL_RUN_ID, LABEL_TASK_ID, LABEL_TRY_NUMBER, MANAGED_LABEL
+from airdock.hygiene.model import (
+    LABEL_DAG_ID,
+    LABEL_RUN_ID,
+    LABEL_STARTED_AT,
+    LABEL_TASK_ID,
+    LABEL_TRY_NUMBER,
+    MANAGED_LABEL,
+)
 from tests.conftest import StackHandle
 from tests.e2e.conftest import run_dag, write_dag
 
@@ -110,3 +118,77 @@ def _exists(client: Any, container_id: str) -> bool:
     except docker.errors.NotFound:
         return False
     return True
+
+
+LOOKUP_DAG = """
+    import os
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    from airdock.airflow import DockerHygieneOperator
+
+
+    # Stand-ins for the Execution API failing, which cannot be provoked for real here: the task
+    # instance's public lookup is replaced inside the task process, just before execute.
+    def broken_lookup(**_):
+        raise TypeError("unexpected keyword 'run_ids'")
+
+
+    def api_error(**_):
+        raise AirflowRuntimeError(ErrorResponse(error=ErrorType.GENERIC_ERROR, detail={"status_code": 503}))
+
+
+    def patch(lookup):
+        def pre_execute(context):
+            type(context["ti"]).get_task_states = staticmethod(lookup)
+        return pre_execute
+
+
+    with DAG("airdock_e2e_hygiene_lookup", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        unexpected = DockerHygieneOperator(
+            task_id="unexpected", collect_images=False, pre_execute=patch(broken_lookup), retries=0
+        )
+        expected = DockerHygieneOperator(
+            task_id="expected", collect_images=False, pre_execute=patch(api_error), trigger_rule="all_done"
+        )
+        unexpected >> expected
+"""
+
+
+def test_the_task_state_lookup_fails_loudly_unless_the_error_is_expected(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    """An unexpected lookup error fails the task and removes nothing; Airflow's own error falls back to
+    the age rule, which never stops a running container and removes only old stopped ones."""
+    month_ago = "2026-01-01T00:00:00+00:00"
+    job_labels = {**labelled("job", run_id="scheduled__2026-01-01"), LABEL_STARTED_AT: month_ago}
+    running = docker_client.containers.create(
+        base_image, ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"], labels=job_labels
+    )
+    running.start()
+    exited = docker_client.containers.create(base_image, ["true"], labels=job_labels)
+    exited.start()
+    exited.wait(timeout=60)
+    try:
+        dags = tmp_path / "dags"
+        write_dag(dags, "lookup", LOOKUP_DAG)
+        run = run_dag(airflow_home, dags, "airdock_e2e_hygiene_lookup", stack, tmp_path / "cache")
+        assert run.state == "success", run.output[-4000:]  # the leaf, "expected", decides the run's state
+        assert re.search(
+            r"AirflowException: asking Airflow for the task states of \d+ airdock containers failed "
+            r"\(TypeError: unexpected keyword 'run_ids'\); nothing was removed",
+            run.output,
+        ), run.output[-4000:]
+        assert "Airflow did not answer the task-state lookup" in run.output, run.output[-4000:]
+        assert f"container {running.id[:12]}: keep (running; Airflow not asked)" in run.output
+        assert f"container {exited.id[:12]}: remove (older than 24h (Airflow not asked))" in run.output
+        assert _exists(docker_client, running.id)
+        assert docker_client.containers.get(running.id).attrs["State"]["Running"]
+        assert not _exists(docker_client, exited.id)
+    finally:
+        for container in (running, exited):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)

@@ -17,7 +17,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,13 +163,18 @@ def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Ran
     client.api.wait(unlabelled, timeout=60)
     scene.containers["unlabelled"] = unlabelled
     long_ago = datetime.now(UTC) - timedelta(days=60)
-    old = client.api.create_container(
-        old_labelled,
-        command=["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
-        labels=labelled(long_ago, "old"),
-    )["Id"]
-    client.api.start(old)  # running: the sweep must stop it first
+    old = client.api.create_container(old_labelled, command=["true"], labels=labelled(long_ago, "old"))["Id"]
+    client.api.start(old)
+    client.api.wait(old, timeout=60)  # exited: the age rule applies
     scene.containers["old_labelled"] = old
+    # A job labelled 60 days ago that still runs (a long training job): the CLI must never stop it.
+    long_job = client.api.create_container(
+        in_use,
+        command=["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"],
+        labels=labelled(long_ago, "long_job"),
+    )["Id"]
+    client.api.start(long_job)
+    scene.containers["long_job"] = long_job
     recent = client.api.create_container(
         recent_labelled, command=["true"], labels=labelled(datetime.now(UTC), "recent")
     )["Id"]
@@ -276,7 +281,7 @@ def test_protected_images_survive(scene: Scene, docker_client: Any) -> None:
     present = {i["Id"] for i in docker_client.api.images()}
     reasons = by_id(scene.runs["real"])
     for role, reason in [
-        ("in_use", "in use by 1 container"),
+        ("in_use", "in use by 2 containers"),  # an exited unlabelled one and the long job
         ("recent_labelled", "in use by 1 container"),
         ("kept", "keep pattern"),
         ("young", "too young"),
@@ -290,7 +295,7 @@ def test_protected_images_survive(scene: Scene, docker_client: Any) -> None:
         assert reasons[scene.ids[name]]["reason"] == "within budget"
 
 
-def test_the_sweep_removes_only_old_labelled_containers(scene: Scene, docker_client: Any) -> None:
+def test_the_sweep_removes_only_old_stopped_labelled_containers(scene: Scene, docker_client: Any) -> None:
     existing = {c["Id"] for c in docker_client.api.containers(all=True)}
     assert scene.containers["unlabelled"] in existing
     assert scene.containers["recent_labelled"] in existing
@@ -298,6 +303,15 @@ def test_the_sweep_removes_only_old_labelled_containers(scene: Scene, docker_cli
     verdicts = {c["id"]: c for c in scene.runs["real"]["containers"]}
     assert verdicts[scene.containers["unlabelled"]]["reason"] == "not airdock's"
     assert verdicts[scene.containers["old_labelled"]]["verdict"] == "removed"
+    assert verdicts[scene.containers["old_labelled"]]["reason"] == "older than 30d (Airflow not asked)"
+
+
+def test_a_running_job_labelled_long_ago_is_never_stopped(scene: Scene, docker_client: Any) -> None:
+    long_job = scene.containers["long_job"]
+    verdicts = {c["id"]: c for c in scene.runs["real"]["containers"]}
+    assert verdicts[long_job]["verdict"] == "kept"
+    assert verdicts[long_job]["reason"] == "running; Airflow not asked"
+    assert docker_client.api.inspect_container(long_job)["State"]["Running"]
     # ...and its image, freed by the sweep, went in the same run, in its LRU place
     assert scene.ids["old_labelled"] in [
         i["id"] for i in scene.runs["real"]["images"] if i["verdict"] == "removed"
@@ -310,6 +324,7 @@ def test_other_images_and_containers_survive(scene: Scene, docker_client: Any) -
     after = {i["Id"] for i in docker_client.api.images()}
     assert before <= after
     containers_before = set(scene.snapshots["before"]["containers"]) - {scene.containers["old_labelled"]}
+    assert scene.containers["long_job"] in containers_before
     assert containers_before <= {c["Id"] for c in docker_client.api.containers(all=True)}
 
 
@@ -367,3 +382,26 @@ def test_inventory_counts_shared_layers_once(docker_client: Any) -> None:
         for image in built:
             with contextlib.suppress(docker.errors.NotFound):
                 docker_client.api.remove_image(image.id, force=True)
+
+
+def test_a_container_started_after_the_plan_is_not_stopped(docker_client: Any, base_image: str) -> None:
+    """The age rule decided on a stopped container; if it runs by the time of removal, it stays."""
+    from airdock.hygiene.model import SweepPolicy
+    from airdock.hygiene.sweep import apply_sweep, collect_sweep
+
+    long_ago = datetime.now(UTC) - timedelta(days=60)
+    container = docker_client.api.create_container(
+        base_image,
+        command=["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+        labels=labelled(long_ago, "late_start"),
+    )["Id"]
+    try:
+        plan = collect_sweep(docker_client, None, SweepPolicy(), time.time())
+        mine = [d for d in plan.removals if d.container.id == container]
+        assert [d.reason for d in mine] == ["older than 24h (Airflow not asked)"]
+        docker_client.api.start(container)  # someone starts it between plan and apply
+        removed = apply_sweep(docker_client, replace(plan, decisions=tuple(mine)), grace_seconds=1)
+        assert removed == []
+        assert docker_client.api.inspect_container(container)["State"]["Running"]
+    finally:
+        docker_client.api.remove_container(container, force=True)

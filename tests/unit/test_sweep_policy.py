@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from airdock.hygiene.model import (
     ACTIVE_TASK_STATES,
+    FINISHED_TASK_STATES,
     LABEL_DAG_ID,
     LABEL_MAP_INDEX,
     LABEL_RUN_ID,
@@ -65,9 +67,16 @@ def box(
     )
 
 
-def incomplete(overrides: dict[str, str | None], created: float = NOW - HOUR) -> ContainerInfo:
+def stopped(cid: str = "c1", **kwargs: Any) -> ContainerInfo:
+    """An exited labelled container (the age rule applies only to stopped ones)."""
+    return box(cid, state="exited", **kwargs)
+
+
+def incomplete(
+    overrides: dict[str, str | None], created: float = NOW - HOUR, state: str = "running"
+) -> ContainerInfo:
     """A labelled container with some task labels removed or spoiled."""
-    return ContainerInfo("c1", "sha256:img", "running", created, labels(**overrides))
+    return ContainerInfo("c1", "sha256:img", state, created, labels(**overrides))
 
 
 def decide(
@@ -117,9 +126,9 @@ def test_task_key_does_not_need_the_managed_label() -> None:
     [
         None,
         {},
-        {KEY: TaskStatus("success", 1)},
+        {KEY: TaskStatus("success")},
         {KEY: TaskStatus(None)},
-        {KEY: TaskStatus("running", 9)},
+        {KEY: TaskStatus("running")},
     ],
 )
 def test_a_container_without_airdocks_label_is_never_removed(
@@ -134,10 +143,10 @@ def test_a_container_without_airdocks_label_is_never_removed(
 def test_unlabelled_containers_stay_among_removed_neighbours() -> None:
     ancient = NOW - 1000 * DAY
     containers = [
-        box("a", created=ancient),
-        box("b", created=ancient, managed=None),
-        box("c", created=ancient, managed="false"),
-        box("d", created=ancient),
+        stopped("a", created=ancient),
+        stopped("b", created=ancient, managed=None),
+        stopped("c", created=ancient, managed="false"),
+        stopped("d", created=ancient),
     ]
     plan = plan_sweep(containers, None, POLICY, NOW)
     assert [d.container.id for d in plan.decisions] == ["a", "b", "c", "d"]  # input order kept
@@ -147,34 +156,49 @@ def test_unlabelled_containers_stay_among_removed_neighbours() -> None:
 # --- Airflow not asked: the age rule
 
 
-def test_airflow_not_asked_old_containers_go_young_ones_stay() -> None:
-    assert decide(box(created=NOW - 25 * HOUR), None) == (
+@pytest.mark.parametrize("state", ["exited", "created", "dead"])
+def test_airflow_not_asked_old_stopped_containers_go_young_ones_stay(state: str) -> None:
+    assert decide(box(created=NOW - 25 * HOUR, state=state), None) == (
         Verdict.REMOVE,
         "older than 24h (Airflow not asked)",
     )
-    assert decide(box(created=NOW - 23 * HOUR), None) == (
+    assert decide(box(created=NOW - 23 * HOUR, state=state), None) == (
         Verdict.KEEP,
         "younger than 24h (Airflow not asked)",
     )
 
 
+@pytest.mark.parametrize("state", ["running", "paused", "restarting", "removing", "some_future_state"])
+def test_airflow_not_asked_a_running_container_is_kept_however_old(state: str) -> None:
+    """A 25-hour training job must survive the nightly `airdock gc`: age never stops a running job."""
+    ancient = NOW - 1000 * DAY
+    assert decide(box(created=ancient, started_at=iso(ancient), state=state), None) == (
+        Verdict.KEEP,
+        f"{state}; Airflow not asked",
+    )
+    assert decide(box(created=NOW - 25 * HOUR, state="running"), None) == (
+        Verdict.KEEP,
+        "running; Airflow not asked",
+    )
+
+
 def test_age_boundary_is_exclusive() -> None:
-    assert decide(box(created=NOW - 24 * HOUR), None)[0] is Verdict.KEEP
-    assert decide(box(created=NOW - 24 * HOUR - 1), None)[0] is Verdict.REMOVE
+    assert decide(stopped(created=NOW - 24 * HOUR), None)[0] is Verdict.KEEP
+    assert decide(stopped(created=NOW - 24 * HOUR - 1), None)[0] is Verdict.REMOVE
 
 
 def test_custom_max_container_age() -> None:
     policy = SweepPolicy(max_container_age_seconds=2 * HOUR)
-    assert decide(box(created=NOW - 3 * HOUR), None, policy) == (
+    assert decide(stopped(created=NOW - 3 * HOUR), None, policy) == (
         Verdict.REMOVE,
         "older than 2h (Airflow not asked)",
     )
-    assert decide(box(created=NOW - HOUR), None, policy) == (
+    assert decide(stopped(created=NOW - HOUR), None, policy) == (
         Verdict.KEEP,
         "younger than 2h (Airflow not asked)",
     )
     policy = SweepPolicy(max_container_age_seconds=7 * DAY)
-    assert decide(box(created=NOW - 8 * DAY), None, policy) == (
+    assert decide(stopped(created=NOW - 8 * DAY), None, policy) == (
         Verdict.REMOVE,
         "older than 7d (Airflow not asked)",
     )
@@ -182,10 +206,10 @@ def test_custom_max_container_age() -> None:
 
 def test_started_at_label_wins_over_creation_time() -> None:
     # Created long ago (e.g. an old container restarted), started recently → young.
-    young = box(created=NOW - 30 * DAY, started_at=iso(NOW - HOUR))
+    young = stopped(created=NOW - 30 * DAY, started_at=iso(NOW - HOUR))
     assert decide(young, None)[0] is Verdict.KEEP
     # Created recently, but airdock says it started long ago → old.
-    old = box(created=NOW - HOUR, started_at=iso(NOW - 2 * DAY))
+    old = stopped(created=NOW - HOUR, started_at=iso(NOW - 2 * DAY))
     assert decide(old, None)[0] is Verdict.REMOVE
 
 
@@ -202,22 +226,22 @@ def test_started_at_label_wins_over_creation_time() -> None:
     ],
 )
 def test_started_at_formats(started_at: str, verdict: Verdict) -> None:
-    assert decide(box(created=NOW, started_at=started_at), None)[0] is verdict
+    assert decide(stopped(created=NOW, started_at=started_at), None)[0] is verdict
 
 
 def test_naive_started_at_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
     time.tzset()
     try:
-        assert decide(box(created=NOW, started_at="2027-01-14T20:00:00"), None)[0] is Verdict.KEEP
+        assert decide(stopped(created=NOW, started_at="2027-01-14T20:00:00"), None)[0] is Verdict.KEEP
     finally:
         monkeypatch.undo()
         time.tzset()
 
 
 def test_unparseable_started_at_falls_back_to_creation_time() -> None:
-    assert decide(box(created=NOW - 2 * DAY, started_at="yesterday"), None)[0] is Verdict.REMOVE
-    assert decide(box(created=NOW - HOUR, started_at="yesterday"), None)[0] is Verdict.KEEP
+    assert decide(stopped(created=NOW - 2 * DAY, started_at="yesterday"), None)[0] is Verdict.REMOVE
+    assert decide(stopped(created=NOW - HOUR, started_at="yesterday"), None)[0] is Verdict.KEEP
 
 
 @pytest.mark.parametrize(
@@ -226,14 +250,18 @@ def test_unparseable_started_at_falls_back_to_creation_time() -> None:
 def test_incomplete_labels_fall_back_to_the_age_rule_even_when_airflow_answers(
     missing: dict[str, str | None],
 ) -> None:
-    statuses = {KEY: TaskStatus("success", 1)}  # would say "finished" if the labels named KEY
-    assert decide(incomplete(missing, NOW - 2 * DAY), statuses) == (
+    statuses = {KEY: TaskStatus("success")}  # would say "finished" if the labels named KEY
+    assert decide(incomplete(missing, NOW - 2 * DAY, state="exited"), statuses) == (
         Verdict.REMOVE,
         "older than 24h (task labels incomplete)",
     )
-    assert decide(incomplete(missing, NOW - HOUR), statuses) == (
+    assert decide(incomplete(missing, NOW - HOUR, state="exited"), statuses) == (
         Verdict.KEEP,
         "younger than 24h (task labels incomplete)",
+    )
+    assert decide(incomplete(missing, NOW - 2 * DAY), statuses) == (
+        Verdict.KEEP,
+        "running; task labels incomplete",
     )
 
 
@@ -243,77 +271,65 @@ def test_incomplete_labels_fall_back_to_the_age_rule_even_when_airflow_answers(
 def test_task_instance_missing_means_orphan_however_young() -> None:
     assert decide(box(created=NOW), {}) == (Verdict.REMOVE, "task instance not found")
     other = TaskKey(KEY.dag_id, KEY.run_id, "another_task")
-    assert decide(box(created=NOW), {other: TaskStatus("running", 1)}) == (
+    assert decide(box(created=NOW), {other: TaskStatus("running")}) == (
         Verdict.REMOVE,
         "task instance not found",
     )
 
 
 def test_map_index_is_part_of_the_key() -> None:
-    statuses = {TaskKey(KEY.dag_id, KEY.run_id, KEY.task_id, 0): TaskStatus("running", 1)}
+    statuses = {TaskKey(KEY.dag_id, KEY.run_id, KEY.task_id, 0): TaskStatus("running")}
     assert decide(box(map_index="0"), statuses) == (Verdict.KEEP, "task running")
     assert decide(box(map_index="1"), statuses) == (Verdict.REMOVE, "task instance not found")
     assert decide(box(), statuses) == (Verdict.REMOVE, "task instance not found")
 
 
-def test_task_without_state_is_not_running() -> None:
-    assert decide(box(), {KEY: TaskStatus(None, 1)}) == (Verdict.REMOVE, "task not running (no state)")
+def test_task_without_state_removes_a_stopped_container_and_keeps_a_running_one() -> None:
+    assert decide(stopped(), {KEY: TaskStatus(None)}) == (Verdict.REMOVE, "task not running (no state)")
+    assert decide(box(), {KEY: TaskStatus(None)}) == (Verdict.KEEP, "running; task not finished (no state)")
 
 
 @pytest.mark.parametrize("state", sorted(ACTIVE_TASK_STATES))
-def test_active_task_keeps_its_container_however_old(state: str) -> None:
+@pytest.mark.parametrize("container_state", ["running", "exited"])
+def test_active_task_keeps_its_container_however_old(state: str, container_state: str) -> None:
     ancient = NOW - 1000 * DAY
-    verdict, reason = decide(box(created=ancient, started_at=iso(ancient)), {KEY: TaskStatus(state, 1)})
+    container = box(created=ancient, started_at=iso(ancient), state=container_state)
+    verdict, reason = decide(container, {KEY: TaskStatus(state)})
     assert verdict is Verdict.KEEP
     assert reason == f"task {state}"
 
 
-@pytest.mark.parametrize("state", ["success", "failed", "skipped", "upstream_failed", "removed"])
-def test_finished_task_means_orphan_however_young(state: str) -> None:
-    assert decide(box(created=NOW), {KEY: TaskStatus(state, 1)}) == (
+def test_a_task_waiting_for_its_retry_keeps_the_container_a_dead_worker_left_running() -> None:
+    assert decide(box(), {KEY: TaskStatus("up_for_retry")}) == (Verdict.KEEP, "task up_for_retry")
+
+
+@pytest.mark.parametrize("state", sorted(FINISHED_TASK_STATES))
+@pytest.mark.parametrize("container_state", ["running", "exited", "created"])
+def test_finished_task_means_orphan_however_young(state: str, container_state: str) -> None:
+    assert decide(box(created=NOW, state=container_state), {KEY: TaskStatus(state)}) == (
         Verdict.REMOVE,
         f"task finished ({state})",
     )
 
 
-@pytest.mark.parametrize("state", ["up_for_retry", "shutdown", "some_future_state"])
-def test_other_inactive_states_mean_orphan(state: str) -> None:
-    assert decide(box(created=NOW), {KEY: TaskStatus(state, 1)}) == (
+@pytest.mark.parametrize("state", ["shutdown", "some_future_state"])
+def test_other_states_remove_a_stopped_container_and_keep_a_running_one(state: str) -> None:
+    assert decide(stopped(created=NOW), {KEY: TaskStatus(state)}) == (
         Verdict.REMOVE,
         f"task not running ({state})",
     )
-
-
-@pytest.mark.parametrize(
-    ("container_try", "task_try", "expected"),
-    [
-        ("1", 2, (Verdict.REMOVE, "older try (container try 1, task now on try 2)")),
-        ("2", 5, (Verdict.REMOVE, "older try (container try 2, task now on try 5)")),
-        ("2", 2, (Verdict.KEEP, "task running")),
-        ("3", 2, (Verdict.KEEP, "task running")),  # Airflow's answer lags the container: keep
-        ("1", None, (Verdict.KEEP, "task running")),  # no try number known: cannot tell
-        (None, 2, (Verdict.KEEP, "task running")),  # container without a try label: cannot tell
-        ("x", 2, (Verdict.KEEP, "task running")),
-    ],
-)
-def test_container_of_an_older_try_is_an_orphan(
-    container_try: str | None, task_try: int | None, expected: tuple[Verdict, str]
-) -> None:
-    assert decide(box(try_number=container_try), {KEY: TaskStatus("running", task_try)}) == expected
-
-
-def test_older_try_while_the_task_is_queued_for_the_next_one() -> None:
-    assert decide(box(try_number="1"), {KEY: TaskStatus("queued", 2)}) == (
-        Verdict.REMOVE,
-        "older try (container try 1, task now on try 2)",
+    assert decide(box(created=NOW), {KEY: TaskStatus(state)}) == (
+        Verdict.KEEP,
+        f"running; task not finished ({state})",
     )
 
 
 def test_airflow_answer_wins_over_age() -> None:
     ancient = NOW - 1000 * DAY
-    statuses = {KEY: TaskStatus("running", 1)}
+    statuses = {KEY: TaskStatus("running")}
     assert decide(box(created=ancient), statuses)[0] is Verdict.KEEP
-    assert decide(box(created=NOW), {KEY: TaskStatus("success", 1)})[0] is Verdict.REMOVE
+    assert decide(stopped(created=ancient), statuses)[0] is Verdict.KEEP
+    assert decide(box(created=NOW), {KEY: TaskStatus("success")})[0] is Verdict.REMOVE
 
 
 def test_empty_inventory() -> None:
@@ -323,22 +339,27 @@ def test_empty_inventory() -> None:
 
 def test_a_mixed_host() -> None:
     statuses = {
-        KEY: TaskStatus("running", 2),
-        TaskKey("etl", "r2", "load"): TaskStatus("success", 1),
+        KEY: TaskStatus("running"),
+        TaskKey("etl", "r2", "load"): TaskStatus("success"),
     }
+    ancient = NOW - 30 * DAY
     containers = [
-        box("current", try_number="2"),
-        box("previous-try", try_number="1"),
+        box("current"),
         box("done", run_id="r2", task_id="load"),
         box("unknown-run", run_id="r3"),
         box("foreign", managed=None),
+        box("old-job", run_id="r2", task_id="other", created=ancient, started_at=iso(ancient)),
     ]
     plan = plan_sweep(containers, statuses, POLICY, NOW)
     assert [(d.container.id, d.verdict.value, d.reason) for d in plan.decisions] == [
         ("current", "keep", "task running"),
-        ("previous-try", "remove", "older try (container try 1, task now on try 2)"),
         ("done", "remove", "task finished (success)"),
         ("unknown-run", "remove", "task instance not found"),
         ("foreign", "keep", "not airdock's"),
+        ("old-job", "remove", "task instance not found"),
     ]
-    assert [d.container.id for d in plan.removals] == ["previous-try", "done", "unknown-run"]
+    assert [d.container.id for d in plan.removals] == ["done", "unknown-run", "old-job"]
+    # The same host when Airflow is not asked: only the old stopped container could go; none is.
+    plan = plan_sweep(containers, None, POLICY, NOW)
+    assert plan.removals == ()
+    assert {d.reason for d in plan.decisions} == {"running; Airflow not asked", "not airdock's"}

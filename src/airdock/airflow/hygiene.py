@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
 
 from airdock.airflow.config import option
 from airdock.durations import parse_duration
@@ -101,10 +102,13 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
     )
 
 
-def task_statuses(containers: Sequence[Any]) -> dict[TaskKey, TaskStatus]:
-    """Ask Airflow (the task SDK's execution API) for the state of each labelled container's task."""
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+def task_statuses(ti: Any, containers: Sequence[Any]) -> dict[TaskKey, TaskStatus]:
+    """Ask Airflow for the state of each labelled container's task instance.
 
+    ``ti`` is the running task's instance from its context; its ``get_task_states`` is the task
+    SDK's public way to read other task instances' states (through the Execution API on a real
+    deployment). A task instance Airflow does not know is absent from the result.
+    """
     from airdock.hygiene.policy import task_key
 
     wanted: dict[str, set[TaskKey]] = defaultdict(set)
@@ -114,7 +118,7 @@ def task_statuses(containers: Sequence[Any]) -> dict[TaskKey, TaskStatus]:
             wanted[key.dag_id].add(key)
     statuses: dict[TaskKey, TaskStatus] = {}
     for dag_id, keys in wanted.items():
-        states = RuntimeTaskInstance.get_task_states(
+        states = ti.get_task_states(
             dag_id=dag_id,
             run_ids=sorted({k.run_id for k in keys}),
             task_ids=sorted({k.task_id for k in keys}),
@@ -127,12 +131,42 @@ def task_statuses(containers: Sequence[Any]) -> dict[TaskKey, TaskStatus]:
     return statuses
 
 
+def ask_airflow(context: Any, containers: Sequence[Any], log: Any) -> dict[TaskKey, TaskStatus] | None:
+    """The task states of ``containers``' task instances, or None when Airflow cannot be asked.
+
+    Expected: no task instance in the context (``execute`` called outside a task runner) and the
+    Execution API answering with an error (``AirflowRuntimeError``) — both mean "Airflow not
+    asked", so only stopped containers past ``max_container_age`` go. Anything else is a defect
+    to see, not a reason to switch rules silently: the task fails with one line.
+    """
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is None or not hasattr(ti, "get_task_states"):
+        log.warning("no task instance in the context: Airflow not asked; only the age rule applies")
+        return None
+    if not containers:
+        return {}
+    try:
+        return task_statuses(ti, containers)
+    except AirflowRuntimeError as exc:
+        log.warning("Airflow did not answer the task-state lookup (%s); only the age rule applies", exc)
+        return None
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise AirflowException(
+            f"asking Airflow for the task states of {len(containers)} airdock containers failed "
+            f"({type(exc).__name__}: {detail}); nothing was removed"
+        ) from None
+
+
 class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is untyped here
     """Keep a worker's Docker engine clean: remove orphaned airdock containers and GC images.
 
-    Containers: those labelled ``airdock.managed=true`` whose task instance is no longer running
-    (Airflow is asked through the task SDK) are stopped and removed; when Airflow cannot be asked,
-    those older than ``max_container_age``. A container without the label is never touched.
+    Containers: those labelled ``airdock.managed=true`` whose task instance Airflow says is
+    finished or gone (asked through the task SDK) are stopped and removed. When Airflow cannot be
+    asked, only stopped ones older than ``max_container_age`` go: a running container is never
+    removed on its age. A container without the label is never touched.
 
     Images: removed least recently used first (dangling first) until image storage is under
     ``max_image_bytes`` and/or the data-root filesystem under the low watermark once above the high
@@ -186,11 +220,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
         if self.sweep_containers:
             inventory = sweep.read_inventory(client)
             managed = [c for c in inventory.containers if c.managed]
-            try:
-                statuses: dict[TaskKey, TaskStatus] | None = task_statuses(managed)
-            except Exception as exc:  # the execution API is unavailable: fall back to the age rule
-                self.log.warning("cannot ask Airflow for task states (%s); using max_container_age", exc)
-                statuses = None
+            statuses = ask_airflow(context, managed, self.log)
             policy = SweepPolicy(max_container_age_seconds=_seconds(self.max_container_age))
             plan = sweep.collect_sweep(client, statuses, policy, now)
             for decision in plan.decisions:

@@ -46,13 +46,22 @@ class ContainerInfo:
 
     id: str
     image_id: str
-    state: str  # "running", "exited", "created", "paused", "restarting", "dead"
+    state: str  # "running", "exited", "created", "paused", "restarting", "removing", "dead"
     created: float  # epoch seconds
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def managed(self) -> bool:
         return self.labels.get(MANAGED_LABEL) == "true"
+
+    @property
+    def stopped(self) -> bool:
+        """Not running and not about to: exited, created (never started) or dead.
+
+        Any other state (running, paused, restarting, removing, or one the engine adds later)
+        counts as running, so a job is never taken for finished by mistake.
+        """
+        return self.state in STOPPED_CONTAINER_STATES
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,8 @@ class SweepPolicy:
 class ContainerDecision:
     container: ContainerInfo
     verdict: Verdict
-    # e.g. "not airdock's", "task running", "task finished (success)", "older than 24h (Airflow not asked)"
+    # e.g. "not airdock's", "task running", "task finished (success)", "older than 24h (Airflow not asked)",
+    #      "running; Airflow not asked"
     reason: str
 
 
@@ -147,13 +157,19 @@ class TaskKey:
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """What Airflow says of a task instance now; ``state`` None when it has none or does not exist."""
+    """What Airflow says of a task instance now; ``state`` None when it has no state (e.g. cleared)."""
 
     state: str | None
-    try_number: int | None = None
 
 
-# Task instance states in which its container may legitimately still exist.
+# Container states in which nothing runs in it any more, nor will without someone starting it.
+STOPPED_CONTAINER_STATES = frozenset({"exited", "created", "dead"})
+
+# Task instance states in which its container may legitimately still exist: the task runs, waits,
+# or will run again (a retry may reattach to the container a dead worker left running).
 ACTIVE_TASK_STATES = frozenset(
-    {"running", "queued", "scheduled", "restarting", "deferred", "up_for_reschedule"}
+    {"running", "queued", "scheduled", "restarting", "deferred", "up_for_reschedule", "up_for_retry"}
 )
+
+# Task instance states after which it will not run again without being cleared.
+FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})

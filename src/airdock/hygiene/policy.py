@@ -32,10 +32,15 @@ Image GC (``plan_gc``), in the shape of the kubelet's image GC:
 - Deterministic: the input order does not matter; ties break on image id.
 
 Orphan sweep (``plan_sweep``): a container without ``airdock.managed=true`` is never removed.
-A labelled one is removed when Airflow says its task instance is gone, finished, or on a newer
-try than the container's; when Airflow cannot be asked (or the labels do not name a task
-instance), when it is older than ``max_container_age`` (from ``airdock.started_at``, else the
-container's creation time).
+A labelled one is removed when Airflow says its task instance is gone or finished. A *running*
+container (any state but exited, created and dead) is removed only then: a job is never killed
+because of its age. When Airflow cannot be asked (or the labels do not name a task instance), a
+running container is kept ("running; Airflow not asked") and a stopped one is removed once older
+than ``max_container_age`` (from ``airdock.started_at``, else the container's creation time).
+Airflow's states: finished (success, failed, skipped, upstream_failed, removed) → remove;
+active (running, queued, scheduled, restarting, deferred, up_for_reschedule, up_for_retry) →
+keep; anything else (no state, shutdown, a state added later) → remove a stopped container, keep
+a running one.
 """
 
 from __future__ import annotations
@@ -50,12 +55,12 @@ from datetime import UTC, datetime
 
 from airdock.hygiene.model import (
     ACTIVE_TASK_STATES,
+    FINISHED_TASK_STATES,
     LABEL_DAG_ID,
     LABEL_MAP_INDEX,
     LABEL_RUN_ID,
     LABEL_STARTED_AT,
     LABEL_TASK_ID,
-    LABEL_TRY_NUMBER,
     ContainerDecision,
     ContainerInfo,
     DiskUsage,
@@ -72,9 +77,6 @@ from airdock.hygiene.model import (
 )
 
 __all__ = ["format_age", "format_bytes", "plan_gc", "plan_sweep", "task_key"]
-
-# Task states after which a task instance will not run again without being cleared.
-_FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 _BYTE_UNITS = ("kB", "MB", "GB", "TB", "PB")
 
@@ -295,17 +297,12 @@ def _started_at(container: ContainerInfo) -> float:
     return container.created
 
 
-def _try_number(container: ContainerInfo) -> int | None:
-    raw = container.labels.get(LABEL_TRY_NUMBER)
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
-
-
-def _by_age(container: ContainerInfo, policy: SweepPolicy, now: float, why: str) -> ContainerDecision:
+def _without_airflow(
+    container: ContainerInfo, policy: SweepPolicy, now: float, why: str
+) -> ContainerDecision:
+    """The age rule, for stopped containers only: a running one may be a job that runs for days."""
+    if not container.stopped:
+        return ContainerDecision(container, Verdict.KEEP, f"{container.state or 'running'}; {why}")
     limit = format_age(policy.max_container_age_seconds)
     if now - _started_at(container) > policy.max_container_age_seconds:
         return ContainerDecision(container, Verdict.REMOVE, f"older than {limit} ({why})")
@@ -316,20 +313,15 @@ def _by_status(container: ContainerInfo, status: TaskStatus | None) -> Container
     if status is None:
         return ContainerDecision(container, Verdict.REMOVE, "task instance not found")
     state = status.state
-    if state is None:
-        return ContainerDecision(container, Verdict.REMOVE, "task not running (no state)")
-    if state in ACTIVE_TASK_STATES:
-        container_try = _try_number(container)
-        if container_try is not None and status.try_number is not None and container_try < status.try_number:
-            return ContainerDecision(
-                container,
-                Verdict.REMOVE,
-                f"older try (container try {container_try}, task now on try {status.try_number})",
-            )
-        return ContainerDecision(container, Verdict.KEEP, f"task {state}")
-    if state in _FINISHED_TASK_STATES:
+    if state in FINISHED_TASK_STATES:
         return ContainerDecision(container, Verdict.REMOVE, f"task finished ({state})")
-    return ContainerDecision(container, Verdict.REMOVE, f"task not running ({state})")
+    if state in ACTIVE_TASK_STATES:
+        return ContainerDecision(container, Verdict.KEEP, f"task {state}")
+    what = "no state" if state is None else state
+    if container.stopped:
+        return ContainerDecision(container, Verdict.REMOVE, f"task not running ({what})")
+    # Neither finished nor gone: a running container is not killed on a guess.
+    return ContainerDecision(container, Verdict.KEEP, f"{container.state}; task not finished ({what})")
 
 
 def plan_sweep(
@@ -351,9 +343,9 @@ def plan_sweep(
             continue
         key = task_key(container)
         if statuses is None:
-            decisions.append(_by_age(container, policy, now, "Airflow not asked"))
+            decisions.append(_without_airflow(container, policy, now, "Airflow not asked"))
         elif key is None:
-            decisions.append(_by_age(container, policy, now, "task labels incomplete"))
+            decisions.append(_without_airflow(container, policy, now, "task labels incomplete"))
         else:
             decisions.append(_by_status(container, statuses.get(key)))
     return SweepPlan(decisions=tuple(decisions))

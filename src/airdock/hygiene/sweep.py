@@ -343,7 +343,8 @@ def apply_sweep(
     """Stop (``grace_seconds`` before SIGKILL) and remove the plan's REMOVE containers; returns those removed.
 
     The label is checked again on the engine's current view before anything is touched; a
-    container already gone is skipped, a refusal is logged as a warning and skipped.
+    container planned as stopped that runs now is kept (only Airflow's word stops a running one);
+    a container already gone is skipped, a refusal is logged as a warning and skipped.
     """
     import docker.errors
 
@@ -357,7 +358,12 @@ def apply_sweep(
             if labels.get(MANAGED_LABEL) != "true":
                 logger.warning("sweep: container %s is not airdock's: left alone", container_id[:12])
                 continue
-            if (details.get("State") or {}).get("Running"):
+            running = bool((details.get("State") or {}).get("Running"))
+            if running and decision.container.stopped:
+                # Planned as a stopped container (the age rule), started since: not what was decided on.
+                logger.info("sweep: kept container %s: started since the plan was made", container_id[:12])
+                continue
+            if running:
                 client.api.stop(container_id, timeout=grace_seconds)
             client.api.remove_container(container_id, v=True, force=False)
         except docker.errors.NotFound:
