@@ -295,7 +295,7 @@ def airflow_env(stack: Stack, home: Path, **extra: str) -> dict[str, str]:
         AIRFLOW_CONN_AWS_DEFAULT=stack.connection_json(),
         AIRFLOW__AIRDOCK__ECR_REGISTRIES=stack.registry_host,
         AIRFLOW__AIRDOCK__TOKEN_CACHE_DIR=str(home / "tokens"),
-        AIRFLOW__AIRDOCK__STATE_DIR=str(home / "state"),
+        AIRDOCK_STATE_DIR=str(home / "state"),
         XDG_CACHE_HOME=str(home / "cache"),
         XDG_STATE_HOME=str(home / "state"),
         DOCKER_CONFIG=str(home / "docker-config"),
@@ -328,6 +328,20 @@ def run_child(target: str, payload: Mapping[str, Any], env: Mapping[str, str]) -
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
             raise BenchmarkError(f"{target} failed in its child process ({done.returncode}):\n{tail}")
         return json.loads(result.read_text())
+
+
+@contextlib.contextmanager
+def state_dir(path: Path) -> Iterator[Path]:
+    """``AIRDOCK_STATE_DIR`` set to ``path`` for this process while the block runs."""
+    before = os.environ.get("AIRDOCK_STATE_DIR")
+    os.environ["AIRDOCK_STATE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("AIRDOCK_STATE_DIR", None)
+        else:
+            os.environ["AIRDOCK_STATE_DIR"] = before
 
 
 @contextlib.contextmanager

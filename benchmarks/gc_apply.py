@@ -2,11 +2,13 @@
 
 Each round imports 100 small distinct images of its own (a unique repository), plans a GC whose
 budget (0 bytes, no age floor) removes exactly them — every other image on the engine is leased
-in the run's private usage record, and the plan is checked to hold only this round's images
-before anything is applied — and times ``apply_gc`` (per image: the host-wide removal lock, a
-fresh inspect, the lease re-check, the container check, the removal). Baseline: the same number
-of freshly imported images removed by id in one ``docker image rm`` call. Nothing else on the
-engine is touched. ``scale`` scales the image count (at least 2).
+in the run's private usage record (``AIRDOCK_STATE_DIR``, resolved as every entry point does;
+the images are recorded as pulled by airdock, the GC's default scope), and the plan is checked
+to hold only this round's images before anything is applied — and times ``apply_gc`` (per
+image: the host-wide removal lock, a fresh inspect, the lease re-check, the container check, the
+removal). Baseline: the same number of freshly imported images removed by id in one ``docker
+image rm`` call. Nothing else on the engine is touched. ``scale`` scales the image count (at
+least 2).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from benchmarks._support import (
     median,
     owned_images,
     scratch_dir,
+    state_dir,
 )
 
 IMAGES = 100
@@ -36,6 +39,8 @@ def _airdock_round(client: Any, store: Any, ids: list[str]) -> tuple[float, floa
     from airdock.hygiene.sweep import apply_gc, collect_gc
 
     mine = set(ids)
+    for image_id in ids:  # as if airdock had pulled them: in the GC's default scope
+        store.record_pull(image_id, time.time())
     foreign = [image["Id"] for image in client.api.images() if image["Id"] not in mine]
     policy = GcPolicy(max_image_bytes=0, high_watermark_percent=None, min_age_seconds=0.0)
     with store.lease(foreign, seconds=600):
@@ -72,8 +77,8 @@ def run(scale: float, repeat: int) -> list[Figure]:
     airdock: list[float] = []
     plans: list[float] = []
     raw: list[float] = []
-    with owned_images(client) as mine, scratch_dir("airdock-bench-gc-") as home:
-        store = UsageStore(home / "usage.sqlite")
+    with owned_images(client) as mine, scratch_dir("airdock-bench-gc-") as home, state_dir(home):
+        store = UsageStore.for_host()  # the one resolution every entry point uses (AIRDOCK_STATE_DIR)
         for index in range(rounds):
             for way in ("airdock", "raw") if index % 2 == 0 else ("raw", "airdock"):
                 ids = import_tiny_images(client, f"{prefix}/{way}-{index}", n, mine)

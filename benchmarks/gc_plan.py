@@ -17,6 +17,7 @@ from airdock.hygiene.model import (
     DiskUsage,
     GcPlan,
     GcPolicy,
+    GcScope,
     ImageInfo,
     ImageUsage,
     Layer,
@@ -98,7 +99,8 @@ def synthetic_inventory(n_images: int, n_containers: int, seed: int = 20261127) 
         containers.append(ContainerInfo(f"c{c:012x}", image.id, state, NOW - rng.uniform(0, 7 * DAY), labels))
 
     image_bytes = sum(unique.values())
-    policy = GcPolicy(
+    policy = GcPolicy(  # scope "all": every image is a candidate, the most work a plan can do
+        scope=GcScope.ALL,
         max_image_bytes=int(image_bytes * 0.4),
         max_unused_age_seconds=90 * DAY,
         keep=("*/prod/*:stable", "*:stable"),

@@ -113,7 +113,7 @@ def measure(which: str, n: int, workdir: Path) -> dict[str, float]:
     env.update(
         AIRFLOW_HOME=str(workdir / "airflow"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__AIRDOCK__STATE_DIR=str(workdir / "state"),
+        AIRDOCK_STATE_DIR=str(workdir / "state"),
         XDG_CACHE_HOME=str(workdir / "cache"),
         PYTHONPATH=os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH", "")])),
     )

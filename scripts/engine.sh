@@ -11,7 +11,7 @@
 # directory when the path is short enough for a unix socket, else under /run.
 set -euo pipefail
 
-ROOT="${AIRDOCK_STATE_DIR:-$PWD/.airdock}"
+ROOT="${AIRDOCK_ENGINE_DIR:-$PWD/.airdock}"
 DATA_ROOT="$ROOT/docker/data"
 SHORT="$ROOT/docker"
 if [ "${#SHORT}" -gt 60 ]; then

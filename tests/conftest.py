@@ -30,6 +30,17 @@ AIRDOCK = [sys.executable, "-m", "airdock.cli"]
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def airdock_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One state directory (usage store) for the session and every process it starts, never ~/.local.
+
+    Tests that need a store of their own set AIRDOCK_STATE_DIR for the process they start.
+    """
+    path = tmp_path_factory.mktemp("airdock-state")
+    os.environ["AIRDOCK_STATE_DIR"] = str(path)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

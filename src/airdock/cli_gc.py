@@ -6,9 +6,9 @@ Thin: parse the flags into policies, call :mod:`airdock.hygiene.sweep`, render t
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,6 +23,7 @@ from airdock.hygiene.model import (
     ContainerDecision,
     GcPlan,
     GcPolicy,
+    GcScope,
     ImageDecision,
     SweepPlan,
     SweepPolicy,
@@ -41,7 +42,9 @@ GC_HELP = (
     "than --max-container-age are removed. A running container is never removed here, whatever its age: "
     "only Airflow can say its task is over, and the CLI does not ask it (DockerHygieneOperator does). A "
     "container without that label is never touched.\n\n"
-    "Then the images: dangling ones first, then those unused longer than --max-unused-age, then the least "
+    "Then the images airdock pulled or started on this engine, and dangling images (--all-images, or "
+    "[airdock] gc_scope = all, for every image): dangling ones first, then those unused longer than "
+    "--max-unused-age, then the least "
     "recently used (the last time airdock started a container from them, from this host's usage record) "
     "until image storage is within --max-image-bytes and, once the data-root filesystem is above --high "
     "percent full, down to --low. Never removed: images of any container, images a starting task holds, "
@@ -49,6 +52,9 @@ GC_HELP = (
     "force; nothing is pruned.\n\n"
     "--dry-run only plans: it reads the engine and the usage record, changes nothing, and shows what a run "
     "would do (counting the containers it would sweep as gone).\n\n"
+    "The usage record is the engine's usage.sqlite in AIRDOCK_STATE_DIR, else [airdock] state_dir, else "
+    "~/.local/state/airdock — the directory the engine's tasks use. A record that belongs to another Docker "
+    "engine is refused.\n\n"
     "Examples:\n\n"
     "  airdock gc --dry-run --max-image-bytes 20GB\n\n"
     "  airdock gc --max-image-bytes 2GiB --min-age 1h --keep 'prod/*' --keep '*:stable'\n\n"
@@ -108,6 +114,21 @@ def _docker_client() -> Any:
     return docker_client(timeout=300)
 
 
+def _scope(all_images: bool) -> GcScope:
+    """``--all-images``, else ``[airdock] gc_scope``, else ``airdock``."""
+    if all_images:
+        return GcScope.ALL
+    from airdock.airflow.config import cli_option
+
+    configured = cli_option("gc_scope")
+    if configured is None:
+        return GcScope.AIRDOCK
+    try:
+        return GcScope.parse(configured)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} ([airdock] gc_scope)") from None
+
+
 def gc_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: change nothing, show what would go.")
@@ -160,14 +181,14 @@ def gc_command(
             metavar="DURATION",
         ),
     ] = "24h",
-    usage_db: Annotated[
-        Path | None,
+    all_images: Annotated[
+        bool,
         typer.Option(
-            "--usage-db",
-            help="The host's usage record (default ~/.local/state/airdock/usage.sqlite).",
-            metavar="PATH",
+            "--all-images",
+            help="Consider every image on the engine, not only those airdock pulled or started "
+            "(default: [airdock] gc_scope, else 'airdock').",
         ),
-    ] = None,
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the plan and outcome as JSON (for scripts).")
     ] = False,
@@ -176,13 +197,16 @@ def gc_command(
     gc_policy, sweep_policy = _policies(
         max_image_bytes, high, low, min_age, max_unused_age, keep, max_container_age
     )
+    gc_policy = replace(gc_policy, scope=_scope(all_images))
 
+    from airdock.airflow.config import cli_option
     from airdock.hygiene import sweep
     from airdock.hygiene.policy import plan_sweep
-    from airdock.hygiene.usage import UsageStore
+    from airdock.hygiene.usage import STATE_DIR_ENV, UsageStore
 
+    store = UsageStore.for_host(None if os.environ.get(STATE_DIR_ENV) else cli_option("state_dir"))
     client = _docker_client()
-    store = UsageStore(usage_db)
+    sweep.check_store(client, store)  # another engine's store: one line, before anything is touched
     now = time.time()
 
     inventory = sweep.read_inventory(client)
@@ -197,9 +221,16 @@ def gc_command(
     result = None if dry_run else sweep.apply_gc(client, plan, store)
 
     if as_json:
-        print(json.dumps(_as_json(plan, result, sweep_plan, sweep_result, dry_run), indent=2))
+        document = _as_json(plan, result, sweep_plan, sweep_result, dry_run)
+        document.update(scope=gc_policy.scope.value, usage_store=str(store.path))
+        print(json.dumps(document, indent=2))
     else:
         _render(plan, result, sweep_plan, sweep_result, dry_run, now)
+        out.print(
+            f"scope: {gc_policy.scope.describe()} (gc_scope={gc_policy.scope.value}"
+            f"{'' if gc_policy.scope is GcScope.ALL else '; --all-images for every image'}); "
+            f"usage store: {escape(str(store.path))}"
+        )
     if result is not None and result.failed:
         raise typer.Exit(1)
 

@@ -153,23 +153,34 @@ AUTO_GC_DAG = """
 def test_auto_gc_removes_unprotected_images_when_over_budget(
     stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
 ) -> None:
+    from airdock.hygiene.usage import UsageStore
     from airdock.local.images import import_image
 
     publish_job_image(stack, docker_client, base_image)
     victim = import_image(docker_client, "airdock-autogc/victim:v1", {"etc/victim": os.urandom(32)})
+    # Another tenant's image on the same engine: airdock neither pulled nor started it.
+    foreign = import_image(docker_client, "airdock-autogc/foreign:v1", {"etc/foreign": os.urandom(32)})
+    state = tmp_path / "state"
+    UsageStore(state / "usage.sqlite").record_pull(victim.id, time.time() - 3600)  # airdock brought it
     dags = tmp_path / "dags"
     write_dag(dags, "auto_gc", AUTO_GC_DAG)
-    # Every image but the victim is protected: this engine is shared with the other tests.
+    # Every image but the victim and the foreign one is protected: this engine is shared with the others.
     repositories = {tag.rsplit(":", 1)[0] for image in docker_client.images.list() for tag in image.tags}
-    protected = ",".join(
-        [*sorted(f"{repo}:*" for repo in repositories - {"airdock-autogc/victim"}), "127.0.0.1*"]
-    )
-    run = run_dag(
-        airflow_home, dags, "airdock_e2e_auto_gc", stack, tmp_path / "cache",
-        AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1", AIRFLOW__AIRDOCK__GC_MIN_AGE="0s",
-        AIRFLOW__AIRDOCK__GC_KEEP=protected, AIRFLOW__AIRDOCK__STATE_DIR=str(tmp_path / "state"),
-    )  # fmt: skip
-    assert run.state == "success", run.output[-4000:]
-    assert "auto_gc: removed" in run.output, run.output[-4000:]
-    assert victim.id not in {image.id for image in docker_client.images.list(all=True)}
-    assert docker_client.images.get(base_image), "protected images survive"
+    ours = {"airdock-autogc/victim", "airdock-autogc/foreign"}
+    protected = ",".join([*sorted(f"{repo}:*" for repo in repositories - ours), "127.0.0.1*"])
+    try:
+        run = run_dag(
+            airflow_home, dags, "airdock_e2e_auto_gc", stack, tmp_path / "cache",
+            AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1", AIRFLOW__AIRDOCK__GC_MIN_AGE="0s",
+            AIRFLOW__AIRDOCK__GC_KEEP=protected, AIRDOCK_STATE_DIR=str(state),
+        )  # fmt: skip
+        assert run.state == "success", run.output[-4000:]
+        assert "auto_gc: removed" in run.output, run.output[-4000:]
+        left = {image.id for image in docker_client.images.list(all=True)}
+        assert victim.id not in left
+        assert foreign.id in left, "an image airdock did not bring is out of the default GC scope"
+        assert docker_client.images.get(base_image), "protected images survive"
+        mark = UsageStore(state / "usage.sqlite").engine_mark()
+        assert mark is not None and mark.engine_id == docker_client.info()["ID"]
+    finally:
+        docker_client.images.remove(foreign.id, force=True)

@@ -32,6 +32,7 @@ from airdock.hygiene.model import (
     LABEL_TASK_ID,
     MANAGED_LABEL,
 )
+from airdock.hygiene.policy import OUT_OF_SCOPE
 from airdock.hygiene.sweep import read_inventory
 from airdock.hygiene.usage import UsageStore
 from airdock.local.images import import_image
@@ -75,10 +76,10 @@ def run_gc(scene: Scene, client: Any, *args: str, as_json: bool = True) -> Any:
     """The real command line, with every image it did not create leased for the run."""
     mine = set(scene.ids.values())
     foreign = [i["Id"] for i in client.api.images() if i["Id"] not in mine]
-    env = make_env(COLUMNS="250")
+    env = make_env(COLUMNS="250", AIRDOCK_STATE_DIR=str(scene.db.parent))
     with UsageStore(scene.db).lease(foreign, seconds=300):
         result = airdock(
-            "gc", "--usage-db", str(scene.db), "--high", "off", *FOREIGN_KEEP,
+            "gc", "--high", "off", *FOREIGN_KEEP,
             *(("--json",) if as_json else ()), *args, env=env, check=False,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -203,6 +204,7 @@ def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Ran
     scene.snapshots["before"] = snapshot(client, scene.db)
     scene.runs["dry"] = run_gc(scene, client, *args, "--dry-run")
     scene.runs["dry_table"] = run_gc(scene, client, *args, "--dry-run", as_json=False)
+    scene.runs["all_images"] = run_gc(scene, client, *args, "--dry-run", "--all-images")
     scene.snapshots["after_dry"] = snapshot(client, scene.db)
     began = time.monotonic()
     scene.runs["real"] = run_gc(scene, client, *args)
@@ -290,9 +292,23 @@ def test_protected_images_survive(scene: Scene, docker_client: Any) -> None:
         assert image_id in present, role
         assert reasons[image_id]["verdict"] == "kept", role
         assert reasons[image_id]["reason"].startswith(reason), (role, reasons[image_id]["reason"])
-    # The two images without a usage record count as used when last tagged: newest, kept.
+    # The two images without a usage record were neither pulled nor started by airdock: out of scope.
     for name in (f"img-{N_IMAGES - 2:02d}", f"img-{N_IMAGES - 1:02d}"):
-        assert reasons[scene.ids[name]]["reason"] == "within budget"
+        assert reasons[scene.ids[name]]["reason"] == OUT_OF_SCOPE
+
+
+def test_the_scope_is_shown_and_all_images_widens_it(scene: Scene) -> None:
+    assert scene.runs["real"]["scope"] == "airdock"
+    assert scene.runs["real"]["usage_store"] == str(scene.db)
+    assert (
+        "scope: images airdock pulled or started here, and dangling images (gc_scope=airdock"
+        in (scene.runs["dry_table"])
+    )
+    # Over every image the two unrecorded ones count as used when last tagged: newest, kept.
+    wide = by_id(scene.runs["all_images"])
+    assert scene.runs["all_images"]["scope"] == "all"
+    for name in (f"img-{N_IMAGES - 2:02d}", f"img-{N_IMAGES - 1:02d}"):
+        assert wide[scene.ids[name]]["reason"] == "within budget"
 
 
 def test_the_sweep_removes_only_old_stopped_labelled_containers(scene: Scene, docker_client: Any) -> None:
@@ -339,13 +355,14 @@ def test_usage_records_of_removed_images_are_forgotten(scene: Scene) -> None:
 def test_bad_input_is_one_line_and_changes_nothing(scene: Scene, docker_client: Any, tmp_path: Path) -> None:
     db = tmp_path / "usage.sqlite"
     before = {i["Id"] for i in docker_client.api.images()}
+    env = make_env(AIRDOCK_STATE_DIR=str(tmp_path))
     for args, message in [
         (["--max-image-bytes", "lots"], "invalid size 'lots'"),
         (["--min-age", "ten minutes"], "invalid duration 'ten minutes'"),
         (["--high", "150"], "invalid --high '150'"),
         (["--high", "70", "--low", "80"], "--low 80 is above --high 70"),
     ]:
-        result = airdock("gc", "--usage-db", str(db), *args, check=False)
+        result = airdock("gc", *args, env=env, check=False)
         assert result.returncode == 1, args
         assert result.stderr.strip().startswith(f"airdock: error: {message}"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -405,3 +422,53 @@ def test_a_container_started_after_the_plan_is_not_stopped(docker_client: Any, b
         assert docker_client.api.inspect_container(container)["State"]["Running"]
     finally:
         docker_client.api.remove_container(container, force=True)
+
+
+def test_gc_refuses_a_usage_store_of_another_engine(docker_client: Any, tmp_path: Path) -> None:
+    from airdock.hygiene.usage import EngineMark
+
+    store = UsageStore(tmp_path / "usage.sqlite")
+    store.claim_engine(EngineMark("OTHER:ENGINE:ID", "unix:///run/other-engine/docker.sock"))
+    before = {i["Id"] for i in docker_client.api.images()}
+    result = airdock("gc", env=make_env(AIRDOCK_STATE_DIR=str(tmp_path)), check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"airdock: error: the usage store {store.path} belongs to the Docker engine at "
+    )
+    assert "unix:///run/other-engine/docker.sock" in lines[0]
+    assert f"not to the one at {os.environ['DOCKER_HOST']}" in lines[0], lines[0]
+    assert {i["Id"] for i in docker_client.api.images()} == before
+
+
+def test_gc_creates_and_marks_a_new_store_in_the_state_dir(docker_client: Any, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    result = airdock("gc", "--dry-run", "--json", env=make_env(AIRDOCK_STATE_DIR=str(state)), check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["usage_store"] == str(state / "usage.sqlite")
+    mark = UsageStore(state / "usage.sqlite").engine_mark()
+    assert mark is not None
+    assert mark.engine_id == docker_client.info()["ID"]
+    assert mark.address == os.environ["DOCKER_HOST"]
+
+
+def test_the_cli_resolves_the_store_like_the_operators(tmp_path: Path) -> None:
+    """AIRDOCK_STATE_DIR, else [airdock] state_dir, else XDG's: the rule the operators use too."""
+
+    def store_of(**env: str) -> str:
+        result = airdock("gc", "--dry-run", "--json", env=make_env(**env), check=False)
+        assert result.returncode == 0, result.stderr
+        return str(json.loads(result.stdout)["usage_store"])
+
+    configured = tmp_path / "configured"
+    xdg = tmp_path / "xdg"
+    assert store_of(
+        AIRDOCK_STATE_DIR=str(tmp_path / "env"), AIRFLOW__AIRDOCK__STATE_DIR=str(configured)
+    ) == str(tmp_path / "env" / "usage.sqlite")
+    assert store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR=str(configured)) == str(
+        configured / "usage.sqlite"
+    )
+    assert store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR="", XDG_STATE_HOME=str(xdg)) == str(
+        xdg / "airdock" / "usage.sqlite"
+    )

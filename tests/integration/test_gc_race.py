@@ -81,6 +81,7 @@ def task_loop(
                     image_id = client.api.inspect_image(ref)["Id"]
                 except docker.errors.ImageNotFound:
                     image_id = import_image(client, ref, {"payload.bin": os.urandom(2_000)}).id
+                    store.record_pull(image_id, time.time())  # what the operator records after a pull
                     with tally.lock:
                         tally.pulls += 1
                 if held is not None:
@@ -143,11 +144,13 @@ def race(
     """Run tasks and the GC together for ``seconds``; with ``until_contended_within``, go on (up to
     that many seconds in all) until the GC has competed for a task's image, so the run proves
     something however fast or loaded the machine is."""
-    for n in range(N_TASKS):
-        import_image(client, f"{prefix}/task-{n}:v1", {"payload.bin": os.urandom(2_000)})
-    for n in range(N_VICTIMS):
-        import_image(client, f"{prefix}/victim-{n}:v1", {"payload.bin": os.urandom(1_000 + n)})
     store = UsageStore(db)
+    for n in range(N_TASKS):
+        image = import_image(client, f"{prefix}/task-{n}:v1", {"payload.bin": os.urandom(2_000)})
+        store.record_pull(image.id, time.time())
+    for n in range(N_VICTIMS):
+        image = import_image(client, f"{prefix}/victim-{n}:v1", {"payload.bin": os.urandom(1_000 + n)})
+        store.record_pull(image.id, time.time())
     tally = Tally()
     stop = threading.Event()
     threads = [

@@ -6,6 +6,7 @@ import fnmatch
 import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,14 @@ from airdock.hygiene.model import (
     DiskUsage,
     GcPlan,
     GcPolicy,
+    GcScope,
     ImageDecision,
     ImageInfo,
     ImageUsage,
     Layer,
     Verdict,
 )
-from airdock.hygiene.policy import format_age, format_bytes, plan_gc
+from airdock.hygiene.policy import OUT_OF_SCOPE, format_age, format_bytes, plan_gc
 
 MB = 1_000_000
 GB = 1_000_000_000
@@ -30,8 +32,15 @@ DAY = 86400.0
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 OLD = NOW - 30 * DAY
 
-NO_WATERMARKS = GcPolicy(high_watermark_percent=None)
-EVERYTHING_GOES = GcPolicy(max_image_bytes=0)
+
+def gc_policy(**kwargs: Any) -> GcPolicy:
+    """The rules below hold in every scope; they are pinned with ``scope=all`` (scope has its own tests)."""
+    kwargs.setdefault("scope", GcScope.ALL)
+    return GcPolicy(**kwargs)
+
+
+NO_WATERMARKS = gc_policy(high_watermark_percent=None)
+EVERYTHING_GOES = gc_policy(max_image_bytes=0)
 
 
 def image(
@@ -135,19 +144,19 @@ def test_format_age(seconds: float, text: str) -> None:
 
 
 def test_empty_inventory_plans_nothing() -> None:
-    plan = plan_gc([], [], {}, GcPolicy(), NOW)
+    plan = plan_gc([], [], {}, gc_policy(), NOW)
     assert plan == GcPlan(decisions=(), image_bytes=0, target_bytes=None, frees_bytes=0)
 
 
 def test_empty_inventory_with_a_budget_reports_it() -> None:
-    plan = plan_gc([], [container("gone")], {}, GcPolicy(max_image_bytes=5 * GB), NOW)
+    plan = plan_gc([], [container("gone")], {}, gc_policy(max_image_bytes=5 * GB), NOW)
     assert plan.decisions == ()
     assert plan.target_bytes == 5 * GB
 
 
 def test_nothing_configured_keeps_everything_with_no_budget_set() -> None:
     images = [image("sha256:a", "a:1"), image("sha256:b", "b:1")]
-    plan = plan_gc(images, [], {}, GcPolicy(), NOW)  # watermarks default on, but no disk given
+    plan = plan_gc(images, [], {}, gc_policy(), NOW)  # watermarks default on, but no disk given
     assert plan.removals == ()
     assert plan.target_bytes is None
     assert {d.reason for d in plan.decisions} == {"no budget set"}
@@ -183,7 +192,7 @@ def test_protection_precedence_in_use_then_lease_then_keep_then_young() -> None:
     usage = usage_map(
         used("sha256:1", leased_until=NOW + 60), used("sha256:2", leased_until=NOW + 60), used("sha256:5")
     )
-    policy = GcPolicy(max_image_bytes=0, keep=("prod/*",))
+    policy = gc_policy(max_image_bytes=0, keep=("prod/*",))
     plan = plan_gc(
         [everything, lease_keep_young, keep_young, young_only, unprotected],
         [container("sha256:1")],
@@ -216,7 +225,7 @@ def test_containers_are_counted() -> None:
 
 
 def test_a_container_protects_even_a_dangling_stale_image() -> None:
-    policy = GcPolicy(max_image_bytes=0, max_unused_age_seconds=DAY)
+    policy = gc_policy(max_image_bytes=0, max_unused_age_seconds=DAY)
     plan = plan_gc([image("sha256:a", created=NOW - 400 * DAY)], [container("sha256:a")], {}, policy, NOW)
     assert plan.removals == ()
 
@@ -261,7 +270,7 @@ def test_a_lease_protects_a_dangling_image() -> None:
     ],
 )
 def test_keep_patterns_match_any_tag(patterns: tuple[str, ...], tags: tuple[str, ...], reason: str) -> None:
-    plan = plan_gc([image("sha256:a", *tags)], [], {}, GcPolicy(max_image_bytes=0, keep=patterns), NOW)
+    plan = plan_gc([image("sha256:a", *tags)], [], {}, gc_policy(max_image_bytes=0, keep=patterns), NOW)
     assert plan.removals == ()
     assert plan.decisions[0].reason == reason
 
@@ -276,12 +285,12 @@ def test_keep_patterns_match_any_tag(patterns: tuple[str, ...], tags: tuple[str,
     ],
 )
 def test_keep_patterns_that_do_not_match(pattern: str, tag: str) -> None:
-    plan = plan_gc([image("sha256:a", tag)], [], {}, GcPolicy(max_image_bytes=0, keep=(pattern,)), NOW)
+    plan = plan_gc([image("sha256:a", tag)], [], {}, gc_policy(max_image_bytes=0, keep=(pattern,)), NOW)
     assert removed_ids(plan) == ["sha256:a"]
 
 
 def test_keep_patterns_never_match_a_dangling_image() -> None:
-    plan = plan_gc([image("sha256:a")], [], {}, GcPolicy(keep=("*",)), NOW)
+    plan = plan_gc([image("sha256:a")], [], {}, gc_policy(keep=("*",)), NOW)
     assert removed_ids(plan) == ["sha256:a"]
 
 
@@ -313,11 +322,11 @@ def test_min_age_boundary_and_custom_value() -> None:
         [image("sha256:c", "c:1", created=NOW - 2 * HOUR)],
         [],
         {},
-        GcPolicy(max_image_bytes=0, min_age_seconds=3 * HOUR),
+        gc_policy(max_image_bytes=0, min_age_seconds=3 * HOUR),
         NOW,
     )
     assert plan.decisions[0].reason == "too young (2h < 3h)"
-    plan = plan_gc([image("sha256:d", created=NOW)], [], {}, GcPolicy(min_age_seconds=0), NOW)
+    plan = plan_gc([image("sha256:d", created=NOW)], [], {}, gc_policy(min_age_seconds=0), NOW)
     assert removed_ids(plan) == ["sha256:d"]
 
 
@@ -391,7 +400,7 @@ def test_dangling_images_go_first_oldest_first_whatever_the_budget() -> None:
 def test_dangling_removal_counts_toward_the_budget() -> None:
     dangling = image("sha256:d", mb=50)
     tagged = image("sha256:t", "t:1", mb=50, created=NOW - 300 * DAY)
-    plan = plan_gc([dangling, tagged], [], {}, GcPolicy(max_image_bytes=60 * MB), NOW)
+    plan = plan_gc([dangling, tagged], [], {}, gc_policy(max_image_bytes=60 * MB), NOW)
     assert removed_ids(plan) == ["sha256:d"]
     assert by_id(plan)["sha256:t"].reason == "within budget"
 
@@ -409,7 +418,7 @@ def test_kept_images_follow_the_removals_in_lru_order() -> None:
         image("sha256:c", "prod/c:1", created=NOW - 500 * DAY),
         image("sha256:d", "d:1", created=NOW - 90 * DAY),
     ]
-    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=25 * MB, keep=("prod/*",)), NOW)
+    plan = plan_gc(images, [], {}, gc_policy(max_image_bytes=25 * MB, keep=("prod/*",)), NOW)
     assert [(d.image.id, d.verdict) for d in plan.decisions] == [
         ("sha256:d", Verdict.REMOVE),
         ("sha256:b", Verdict.REMOVE),
@@ -426,8 +435,8 @@ def test_max_unused_age_removes_under_budget_and_without_one() -> None:
     fresh = image("sha256:fresh", "f:1", created=NOW - 100 * DAY)
     usage = usage_map(used("sha256:stale", NOW - 8 * DAY), used("sha256:fresh", NOW - 6 * DAY))
     for policy in (
-        GcPolicy(max_unused_age_seconds=7 * DAY),  # no budget measurable
-        GcPolicy(max_unused_age_seconds=7 * DAY, max_image_bytes=100 * GB),  # far under budget
+        gc_policy(max_unused_age_seconds=7 * DAY),  # no budget measurable
+        gc_policy(max_unused_age_seconds=7 * DAY, max_image_bytes=100 * GB),  # far under budget
     ):
         plan = plan_gc([stale, fresh], [], usage, policy, NOW)
         assert removed_ids(plan) == ["sha256:stale"]
@@ -440,7 +449,7 @@ def test_max_unused_age_removes_under_budget_and_without_one() -> None:
 def test_max_unused_age_uses_the_fallback_and_its_boundary_is_exclusive() -> None:
     at_limit = image("sha256:a", "a:1", created=NOW - 7 * DAY)
     beyond = image("sha256:b", "b:1", created=NOW - 9 * DAY, last_tagged=NOW - 7 * DAY - 1)
-    plan = plan_gc([at_limit, beyond], [], {}, GcPolicy(max_unused_age_seconds=7 * DAY), NOW)
+    plan = plan_gc([at_limit, beyond], [], {}, gc_policy(max_unused_age_seconds=7 * DAY), NOW)
     assert removed_ids(plan) == ["sha256:b"]
 
 
@@ -452,7 +461,7 @@ def test_max_unused_age_never_overrides_protection() -> None:
         image("sha256:kept", "prod/c:1", created=ancient),
     ]
     usage = usage_map(used("sha256:leased", ancient, leased_until=NOW + 1))
-    policy = GcPolicy(max_unused_age_seconds=DAY, keep=("prod/*",))
+    policy = gc_policy(max_unused_age_seconds=DAY, keep=("prod/*",))
     plan = plan_gc(images, [container("sha256:in-use", "exited")], usage, policy, NOW)
     assert plan.removals == ()
 
@@ -465,7 +474,7 @@ def test_order_is_dangling_then_stale_then_lru() -> None:
         image("sha256:kept", "k:1", created=NOW - 3 * DAY),
     ]
     usage = usage_map(used("sha256:lru", NOW - 3 * DAY - 1))
-    policy = GcPolicy(max_unused_age_seconds=7 * DAY, max_image_bytes=15 * MB)
+    policy = gc_policy(max_unused_age_seconds=7 * DAY, max_image_bytes=15 * MB)
     plan = plan_gc(images, [], usage, policy, NOW)
     assert [(d.image.id, d.reason.split(" (")[0].split(" since")[0]) for d in plan.decisions] == [
         ("sha256:dangling", "dangling"),
@@ -480,19 +489,19 @@ def test_order_is_dangling_then_stale_then_lru() -> None:
 
 def test_max_image_bytes_removes_lru_until_at_or_under_it() -> None:
     images = [image(f"sha256:{i}", f"i:{i}", mb=10, created=NOW - (10 - i) * DAY) for i in range(5)]
-    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=30 * MB), NOW)  # exactly at target after 2
+    plan = plan_gc(images, [], {}, gc_policy(max_image_bytes=30 * MB), NOW)  # exactly at target after 2
     assert removed_ids(plan) == ["sha256:0", "sha256:1"]
     assert plan.target_bytes == 30 * MB
     assert plan.image_bytes == 50 * MB
     assert plan.frees_bytes == 20 * MB
-    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=29 * MB), NOW)
+    plan = plan_gc(images, [], {}, gc_policy(max_image_bytes=29 * MB), NOW)
     assert removed_ids(plan) == ["sha256:0", "sha256:1", "sha256:2"]
     assert {d.reason for d in plan.decisions if d.verdict is Verdict.KEEP} == {"within budget"}
 
 
 def test_under_max_image_bytes_nothing_goes() -> None:
     images = [image("sha256:a", "a:1"), image("sha256:b", "b:1")]
-    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=20 * MB), NOW)
+    plan = plan_gc(images, [], {}, gc_policy(max_image_bytes=20 * MB), NOW)
     assert plan.removals == ()
     assert plan.target_bytes == 20 * MB
     assert {d.reason for d in plan.decisions} == {"within budget"}
@@ -501,7 +510,7 @@ def test_under_max_image_bytes_nothing_goes() -> None:
 def test_watermarks_free_down_to_the_low_watermark() -> None:
     images = [image(f"sha256:{i}", f"i:{i}", mb=1000, created=NOW - (10 - i) * DAY) for i in range(5)]
     disk = DiskUsage(total_bytes=10 * GB, used_bytes=9 * GB)  # 90% ≥ 85%: free 1 GB to reach 80%
-    plan = plan_gc(images, [], {}, GcPolicy(), NOW, disk)
+    plan = plan_gc(images, [], {}, gc_policy(), NOW, disk)
     assert plan.target_bytes == 4 * GB
     assert removed_ids(plan) == ["sha256:0"]
     assert plan.frees_bytes == 1 * GB
@@ -511,7 +520,7 @@ def test_watermarks_free_down_to_the_low_watermark() -> None:
 def test_watermark_target_is_never_negative() -> None:
     images = [image(f"sha256:{i}", f"i:{i}", mb=1000, created=NOW - (10 - i) * DAY) for i in range(5)]
     disk = DiskUsage(total_bytes=100 * GB, used_bytes=90 * GB)  # must free 10 GB; images hold 5 GB
-    plan = plan_gc(images, [], {}, GcPolicy(), NOW, disk)
+    plan = plan_gc(images, [], {}, gc_policy(), NOW, disk)
     assert plan.target_bytes == 0
     assert len(plan.removals) == 5
 
@@ -519,7 +528,7 @@ def test_watermark_target_is_never_negative() -> None:
 def test_watermark_target_rounds_down_to_free_enough() -> None:
     images = [image("sha256:a", "a:1", mb=100, created=NOW - 2 * DAY)]
     disk = DiskUsage(total_bytes=999, used_bytes=900)  # must free 100.8 bytes to reach 80%: 101
-    plan = plan_gc(images, [], {}, GcPolicy(), NOW, disk)
+    plan = plan_gc(images, [], {}, gc_policy(), NOW, disk)
     assert plan.target_bytes == 100 * MB - 101
 
 
@@ -530,7 +539,7 @@ def test_high_watermark_boundary(used_percent: float, applies: bool) -> None:
     total = 10_000_000
     disk = DiskUsage(total_bytes=total, used_bytes=round(total * used_percent / 100))
     images = [image("sha256:a", "a:1", mb=1)]
-    plan = plan_gc(images, [], {}, GcPolicy(), NOW, disk)
+    plan = plan_gc(images, [], {}, gc_policy(), NOW, disk)
     assert (plan.target_bytes is not None) is applies
     assert (plan.removals != ()) is applies
     if not applies:
@@ -540,8 +549,8 @@ def test_high_watermark_boundary(used_percent: float, applies: bool) -> None:
 def test_custom_watermarks() -> None:
     images = [image(f"sha256:{i}", f"i:{i}", mb=100, created=NOW - (10 - i) * DAY) for i in range(5)]
     disk = DiskUsage(total_bytes=1 * GB, used_bytes=700 * MB)  # 70%
-    assert plan_gc(images, [], {}, GcPolicy(), NOW, disk).removals == ()
-    policy = GcPolicy(high_watermark_percent=60, low_watermark_percent=50)
+    assert plan_gc(images, [], {}, gc_policy(), NOW, disk).removals == ()
+    policy = gc_policy(high_watermark_percent=60, low_watermark_percent=50)
     plan = plan_gc(images, [], {}, policy, NOW, disk)
     assert plan.target_bytes == 300 * MB  # free 200 MB of the 500 MB
     assert removed_ids(plan) == ["sha256:0", "sha256:1"]
@@ -552,8 +561,8 @@ def test_watermarks_off_or_no_disk_means_no_watermark_budget() -> None:
     full = DiskUsage(total_bytes=100, used_bytes=100)
     assert plan_gc(images, [], {}, NO_WATERMARKS, NOW, full).removals == ()
     assert plan_gc(images, [], {}, NO_WATERMARKS, NOW, full).decisions[0].reason == "no budget set"
-    assert plan_gc(images, [], {}, GcPolicy(), NOW, None).removals == ()
-    assert plan_gc(images, [], {}, GcPolicy(), NOW, DiskUsage(0, 0)).removals == ()
+    assert plan_gc(images, [], {}, gc_policy(), NOW, None).removals == ()
+    assert plan_gc(images, [], {}, gc_policy(), NOW, DiskUsage(0, 0)).removals == ()
 
 
 @pytest.mark.parametrize(
@@ -567,7 +576,7 @@ def test_watermarks_off_or_no_disk_means_no_watermark_budget() -> None:
 def test_both_budgets_the_stricter_wins(max_image_bytes: int, disk_used: int, target: int) -> None:
     images = [image(f"sha256:{i}", f"i:{i}", mb=50, created=NOW - (20 - i) * DAY) for i in range(10)]
     disk = DiskUsage(total_bytes=1 * GB, used_bytes=disk_used)
-    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=max_image_bytes), NOW, disk)
+    plan = plan_gc(images, [], {}, gc_policy(max_image_bytes=max_image_bytes), NOW, disk)
     assert plan.target_bytes == target
     assert plan.image_bytes - plan.frees_bytes == target  # 50 MB steps land exactly on each target
     assert removed_ids(plan) == [f"sha256:{i}" for i in range((500 * MB - target) // (50 * MB))]
@@ -579,13 +588,13 @@ def test_budget_unreachable_removes_every_candidate_and_keeps_the_protected() ->
         image("sha256:b", "prod/b:1", mb=100),
         image("sha256:c", "c:1", mb=100, created=NOW - 10 * DAY),
     ]
-    plan = plan_gc(images, [container("sha256:a")], {}, GcPolicy(max_image_bytes=0, keep=("prod/*",)), NOW)
+    plan = plan_gc(images, [container("sha256:a")], {}, gc_policy(max_image_bytes=0, keep=("prod/*",)), NOW)
     assert removed_ids(plan) == ["sha256:c"]
     assert plan.image_bytes - plan.frees_bytes == 200 * MB
 
 
 def test_negative_max_image_bytes_is_treated_as_zero() -> None:
-    plan = plan_gc([image("sha256:a", "a:1")], [], {}, GcPolicy(max_image_bytes=-5), NOW)
+    plan = plan_gc([image("sha256:a", "a:1")], [], {}, gc_policy(max_image_bytes=-5), NOW)
     assert plan.target_bytes == 0
     assert removed_ids(plan) == ["sha256:a"]
 
@@ -606,7 +615,7 @@ def test_shared_layers_count_once_in_image_bytes() -> None:
 def test_removing_one_of_two_images_sharing_a_base_frees_only_its_own_layers() -> None:
     a = image("sha256:a", "a:1", layers=[BASE, ("a-own", 10)], created=NOW - 9 * DAY)
     b = image("sha256:b", "b:1", layers=[BASE, ("b-own", 10)], created=NOW - 1 * DAY)
-    plan = plan_gc([a, b], [], {}, GcPolicy(max_image_bytes=115 * MB), NOW)
+    plan = plan_gc([a, b], [], {}, gc_policy(max_image_bytes=115 * MB), NOW)
     assert removed_ids(plan) == ["sha256:a"]
     assert plan.removals[0].frees_bytes == 10 * MB
     assert plan.frees_bytes == 10 * MB
@@ -636,7 +645,7 @@ def test_the_lru_walk_continues_past_images_that_free_nothing() -> None:
     a = image("sha256:a", "a:1", layers=[BASE], created=NOW - 9 * DAY)
     b = image("sha256:b", "b:1", layers=[BASE, ("b-own", 10)], created=NOW - 5 * DAY)
     c = image("sha256:c", "c:1", layers=[("c-own", 10)], created=NOW - 1 * DAY)
-    plan = plan_gc([a, b, c], [], {}, GcPolicy(max_image_bytes=20 * MB), NOW)
+    plan = plan_gc([a, b, c], [], {}, gc_policy(max_image_bytes=20 * MB), NOW)
     assert [(d.image.id, d.frees_bytes) for d in plan.removals] == [("sha256:a", 0), ("sha256:b", 110 * MB)]
     assert by_id(plan)["sha256:c"].reason == "within budget"
 
@@ -665,7 +674,7 @@ def test_a_layer_repeated_within_one_image_counts_once() -> None:
 def test_input_order_does_not_change_the_plan() -> None:
     rng = random.Random(7)
     images, containers, usage = random_inventory(rng, 300)
-    policy = GcPolicy(max_image_bytes=sum(i.size for i in images) // 4, keep=("prod/*",))
+    policy = gc_policy(max_image_bytes=sum(i.size for i in images) // 4, keep=("prod/*",))
     plan = plan_gc(images, containers, usage, policy, NOW)
     for _ in range(5):
         shuffled = list(images)
@@ -746,7 +755,7 @@ def test_random_inventories_hold_the_invariants(seed: int) -> None:
     rng = random.Random(seed)
     images, containers, usage = random_inventory(rng, rng.randint(0, 120))
     total = remaining_bytes(images, set())
-    policy = GcPolicy(
+    policy = gc_policy(
         max_image_bytes=rng.choice([None, 0, int(total * rng.random())]),
         high_watermark_percent=rng.choice([None, 85.0]),
         min_age_seconds=rng.choice([0.0, 600.0, 30 * DAY]),
@@ -792,8 +801,75 @@ def test_ten_thousand_images_plan_quickly() -> None:
     """A guard against quadratic behaviour; the benchmark measures the real figure (< 1 s)."""
     rng = random.Random(1)
     images, containers, usage = random_inventory(rng, 10_000)
-    policy = GcPolicy(max_image_bytes=sum(i.size for i in images) // 3, keep=("prod/*",))
+    policy = gc_policy(max_image_bytes=sum(i.size for i in images) // 3, keep=("prod/*",))
     started = time.perf_counter()
     plan = plan_gc(images, containers, usage, policy, NOW)
     assert time.perf_counter() - started < 5.0
     assert len(plan.decisions) == 10_000
+
+
+# --- scope: only what airdock brought (default) or every image
+
+
+def brought(image_id: str, at: float | None = None) -> ImageUsage:
+    return ImageUsage(image_id=image_id, last_used=at, brought=True)
+
+
+def test_default_scope_removes_only_what_airdock_brought_and_dangling_images() -> None:
+    images = [
+        image("ours", "team/job:1"),
+        image("theirs", "other/team:1"),
+        image("dangling"),
+        image("ours-by-tag", "team/job:2"),
+    ]
+    usage = {"ours": brought("ours", OLD), "team/job:2": brought("team/job:2")}
+    plan = plan_gc(images, [], usage, GcPolicy(max_image_bytes=0), NOW)
+    assert sorted(removed_ids(plan)) == ["dangling", "ours", "ours-by-tag"]
+    assert by_id(plan)["theirs"].reason == OUT_OF_SCOPE
+    assert GcPolicy().scope is GcScope.AIRDOCK
+
+
+def test_out_of_scope_images_are_kept_even_when_long_unused() -> None:
+    images = [image("theirs", "other/team:1", created=NOW - 400 * DAY)]
+    plan = plan_gc(images, [], {}, GcPolicy(max_unused_age_seconds=7 * DAY, max_image_bytes=0), NOW)
+    assert plan.removals == ()
+    assert by_id(plan)["theirs"].reason == OUT_OF_SCOPE
+
+
+def test_scope_all_considers_every_image() -> None:
+    images = [image("theirs", "other/team:1")]
+    plan = plan_gc(images, [], {}, GcPolicy(max_image_bytes=0, scope=GcScope.ALL), NOW)
+    assert removed_ids(plan) == ["theirs"]
+
+
+@pytest.mark.parametrize("scope", list(GcScope))
+def test_protections_apply_in_both_scopes(scope: GcScope) -> None:
+    images = [
+        image("in-use", "team/a:1"),
+        image("leased", "team/b:1"),
+        image("young", "team/c:1", created=NOW - MIN),
+        image("kept", "prod/d:1"),
+        image("dangling-in-use"),
+    ]
+    usage = {
+        "in-use": brought("in-use"),
+        "leased": ImageUsage("leased", leased_until=NOW + HOUR, brought=True),
+        "young": brought("young"),
+        "kept": brought("kept"),
+    }
+    containers = [container("in-use"), container("dangling-in-use", "exited")]
+    plan = plan_gc(images, containers, usage, GcPolicy(max_image_bytes=0, keep=("prod/*",), scope=scope), NOW)
+    assert plan.removals == ()
+    reasons = {i: d.reason for i, d in by_id(plan).items()}
+    assert reasons["in-use"] == "in use by 1 container"
+    assert reasons["leased"] == "in use: a task is starting it"
+    assert reasons["young"].startswith("too young")
+    assert reasons["kept"] == "keep pattern 'prod/*'"
+    assert reasons["dangling-in-use"] == "in use by 1 container"
+
+
+def test_scope_parsing() -> None:
+    assert GcScope.parse(" ALL ") is GcScope.ALL
+    assert GcScope.parse("airdock") is GcScope.AIRDOCK
+    with pytest.raises(ValueError, match="invalid gc_scope 'everything'"):
+        GcScope.parse("everything")

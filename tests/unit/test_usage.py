@@ -11,7 +11,15 @@ import pytest
 
 from airdock.errors import ConfigError
 from airdock.hygiene.model import ImageInfo
-from airdock.hygiene.usage import UsageStore, default_usage_path, normalise_reference
+from airdock.hygiene.usage import (
+    STATE_DIR_ENV,
+    EngineMark,
+    EngineMismatchError,
+    UsageStore,
+    default_usage_path,
+    normalise_reference,
+    resolve_state_dir,
+)
 
 ID_A = "sha256:" + "a" * 64
 ID_B = "sha256:" + "b" * 64
@@ -28,11 +36,104 @@ def store(tmp_path: Path) -> UsageStore:
 
 
 def test_default_path_follows_xdg_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert default_usage_path() == tmp_path / "airdock" / "usage.sqlite"
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_usage_path() == tmp_path / "home" / ".local" / "state" / "airdock" / "usage.sqlite"
+
+
+def test_one_resolution_env_then_airflow_option_then_xdg(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    assert resolve_state_dir() == tmp_path / "xdg" / "airdock"
+    assert resolve_state_dir("  ") == tmp_path / "xdg" / "airdock"
+    assert resolve_state_dir(str(tmp_path / "configured")) == tmp_path / "configured"
+    assert UsageStore.for_host(str(tmp_path / "configured")).path == tmp_path / "configured" / "usage.sqlite"
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "env"))
+    assert resolve_state_dir(str(tmp_path / "configured")) == tmp_path / "env"
+    assert UsageStore.for_host(str(tmp_path / "configured")).path == tmp_path / "env" / "usage.sqlite"
+    assert UsageStore.for_host().path == tmp_path / "env" / "usage.sqlite"
+    monkeypatch.setenv(STATE_DIR_ENV, "~/state")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_state_dir() == tmp_path / "home" / "state"
+
+
+# -- the engine a store belongs to -------------------------------------------------------------
+
+ENGINE_A = EngineMark("AAAA:BBBB:CCCC:DDDD", "unix:///run/engine-a.sock")
+ENGINE_B = EngineMark("EEEE:FFFF:GGGG:HHHH", "unix:///run/engine-b.sock")
+
+
+def test_a_new_store_is_created_and_marked_with_its_engine(tmp_path: Path) -> None:
+    store = UsageStore(tmp_path / "new" / "usage.sqlite")
+    assert store.engine_mark() is None
+    store.claim_engine(ENGINE_A)
+    assert store.path.exists()
+    assert UsageStore(store.path).engine_mark() == ENGINE_A
+    UsageStore(store.path).claim_engine(ENGINE_A)  # the same engine again: fine
+
+
+def test_a_store_of_another_engine_is_refused_with_one_line_naming_both(tmp_path: Path) -> None:
+    from airdock.errors import PrerequisiteError
+
+    path = tmp_path / "usage.sqlite"
+    UsageStore(path).claim_engine(ENGINE_A)
+    with pytest.raises(EngineMismatchError) as caught:
+        UsageStore(path).claim_engine(ENGINE_B)
+    message = str(caught.value)
+    assert isinstance(caught.value, PrerequisiteError)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "unix:///run/engine-a.sock" in message and "unix:///run/engine-b.sock" in message
+    assert "AIRDOCK_STATE_DIR" in message
+    assert UsageStore(path).engine_mark() == ENGINE_A, "the refusal changed nothing"
+
+
+def test_mark_if_new_asks_for_the_engine_only_once(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def engine() -> EngineMark:
+        asked.append(1)
+        return ENGINE_A
+
+    store = UsageStore(tmp_path / "usage.sqlite")
+    with store.lease(["team/app:v1"]):
+        store.mark_if_new(engine)
+        store.mark_if_new(engine)
+    UsageStore(store.path).mark_if_new(engine)
+    assert asked == [1]
+
+
+def test_pulled_and_started_images_are_in_airdocks_scope(store: UsageStore) -> None:
+    store.record_pull(ID_A, 5.0)
+    store.record_use(ID_B, 6.0)
+    usage = store.usage_for([image(ID_A), image(ID_B), image(DIGEST)], now=10.0)
+    assert usage[ID_A].brought and usage[ID_A].last_used is None
+    assert usage[ID_B].brought and usage[ID_B].last_used == 6.0
+    assert not usage[DIGEST].brought
+    store.forget([ID_A])
+    assert not store.usage_for([image(ID_A)], now=10.0)[ID_A].brought
+
+
+def test_a_store_from_before_scopes_and_marks_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "usage.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE uses (image_id TEXT PRIMARY KEY, last_used REAL NOT NULL);"
+            "CREATE TABLE leases (lease_id TEXT NOT NULL, key TEXT NOT NULL, expires REAL NOT NULL,"
+            " PRIMARY KEY (lease_id, key));"
+        )
+        db.execute("INSERT INTO uses VALUES (?, ?)", (ID_A, 3.0))
+    store = UsageStore(path)
+    assert store.engine_mark() is None
+    store.claim_engine(ENGINE_A)
+    assert store.usage_for([image(ID_A)], now=10.0)[ID_A].last_used == 3.0
 
 
 @pytest.mark.parametrize(
@@ -168,6 +269,7 @@ def test_file_modes_are_private(tmp_path: Path) -> None:
 
 
 def test_the_default_directory_is_tightened(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     (tmp_path / "airdock").mkdir(mode=0o755)
     (tmp_path / "airdock").chmod(0o755)

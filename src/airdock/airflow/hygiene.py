@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -13,17 +12,16 @@ from airflow.sdk.exceptions import AirflowException
 
 from airdock.airflow.config import option
 from airdock.durations import parse_duration
-from airdock.hygiene.model import GcPolicy, SweepPolicy, TaskKey, TaskStatus
+from airdock.hygiene.model import GcPolicy, GcScope, SweepPolicy, TaskKey, TaskStatus
 
 _UNSET = object()
 
 
 def usage_store() -> Any:
-    """The host's image-usage record (``[airdock] state_dir``, default ``~/.local/state/airdock``)."""
+    """The engine's image-usage record: ``AIRDOCK_STATE_DIR``, else ``[airdock] state_dir``, else XDG's."""
     from airdock.hygiene.usage import UsageStore
 
-    state_dir = option("state_dir")
-    return UsageStore(Path(state_dir).expanduser() / "usage.sqlite" if state_dir else None)
+    return UsageStore.for_host(option("state_dir"))
 
 
 def parse_bytes(value: str | int | None) -> int | None:
@@ -43,6 +41,7 @@ def gc_policy(
     min_age: str | float | object = _UNSET,
     max_unused_age: str | float | object | None = _UNSET,
     keep: Sequence[str] | object = _UNSET,
+    scope: str | object = _UNSET,
 ) -> GcPolicy:
     """A GC policy from explicit values, else the ``[airdock] gc_*`` options, else the defaults."""
     defaults = GcPolicy()
@@ -56,6 +55,7 @@ def gc_policy(
     young = pick(min_age, "gc_min_age")
     unused = pick(max_unused_age, "gc_max_unused_age")
     kept = pick(keep, "gc_keep")
+    scoped = pick(scope, "gc_scope")
     return GcPolicy(
         max_image_bytes=parse_bytes(size),
         high_watermark_percent=defaults.high_watermark_percent if high is None else float(high),
@@ -63,6 +63,7 @@ def gc_policy(
         min_age_seconds=defaults.min_age_seconds if young is None else _seconds(young),
         max_unused_age_seconds=None if unused is None else _seconds(unused),
         keep=tuple(_patterns(kept)),
+        scope=defaults.scope if scoped is None else GcScope.parse(str(scoped)),
     )
 
 
@@ -168,7 +169,9 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
     asked, only stopped ones older than ``max_container_age`` go: a running container is never
     removed on its age. A container without the label is never touched.
 
-    Images: removed least recently used first (dangling first) until image storage is under
+    Images: only those airdock pulled or started on this engine, and dangling ones (``gc_scope``
+    ``"airdock"``, the default; ``"all"`` for every image), least recently used first (dangling
+    first) until image storage is under
     ``max_image_bytes`` and/or the data-root filesystem under the low watermark once above the high
     one; images of existing containers, images in use by starting tasks, younger than ``min_age``
     or matching a ``keep`` pattern are never removed; unused longer than ``max_unused_age`` go
@@ -176,7 +179,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
     Returns a summary (counts and bytes) as XCom; the per-item reasons go to the log.
     """
 
-    template_fields: Sequence[str] = ("keep", "max_image_bytes", "min_age", "max_unused_age")
+    template_fields: Sequence[str] = ("keep", "max_image_bytes", "min_age", "max_unused_age", "gc_scope")
 
     def __init__(
         self,
@@ -188,6 +191,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
         min_age: str | float | object = _UNSET,
         max_unused_age: str | float | object | None = _UNSET,
         keep: Sequence[str] | object = _UNSET,
+        gc_scope: str | object = _UNSET,
         max_container_age: str | float = "24h",
         sweep_containers: bool = True,
         collect_images: bool = True,
@@ -203,6 +207,9 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
         self.min_age = min_age
         self.max_unused_age = max_unused_age
         self.keep = keep
+        self.gc_scope = gc_scope
+        if isinstance(gc_scope, str) and "{{" not in gc_scope:
+            GcScope.parse(gc_scope)  # bad input fails when the DAG is parsed
         self.max_container_age = max_container_age
         self.sweep_containers = sweep_containers
         self.collect_images = collect_images
@@ -243,11 +250,14 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
                 min_age=self.min_age,
                 max_unused_age=self.max_unused_age,
                 keep=self.keep,
+                scope=self.gc_scope,
             )
             gc_plan = sweep.collect_gc(client, store, gc, now)
+            self.log.info("image GC scope: %s (gc_scope=%s)", gc.scope.describe(), gc.scope.value)
             for image in gc_plan.decisions:
                 name = image.image.tags[0] if image.image.tags else image.image.id[:19]
                 self.log.info("image %s: %s (%s)", name, image.verdict.value, image.reason)
+            summary["gc_scope"] = gc.scope.value
             if self.dry_run:
                 summary.update(images_removed=len(gc_plan.removals), bytes_reclaimed=gc_plan.frees_bytes)
             else:

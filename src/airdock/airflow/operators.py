@@ -15,6 +15,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
+from airdock.engine.client import engine_mark
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
 from airdock.engine.pull import PullPolicy, ensure_image
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, RegistryAuthError
@@ -121,6 +122,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             except (RegistryAuthError, AirdockError) as exc:
                 raise AirflowException(str(exc)) from None
             lease.add(pulled.image_id)
+            usage.mark_if_new(lambda: engine_mark(self.cli))  # a new store learns whose engine it is
             digest = pulled.digest or pulled.image_id
             self.log.info("running %s, digest %s", pulled.reference, digest)
             context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)

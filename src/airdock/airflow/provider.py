@@ -29,10 +29,18 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "1h",
     ),
     "state_dir": (
-        "Directory of the host's image-usage record (usage.sqlite: last use of each image, in-use "
-        "leases of starting tasks). Empty: $XDG_STATE_HOME/airdock or ~/.local/state/airdock.",
+        "Directory of the Docker engine's image-usage record (usage.sqlite: what airdock pulled and "
+        "started, last use of each image, in-use leases of starting tasks). The environment variable "
+        "AIRDOCK_STATE_DIR wins over it; empty: $XDG_STATE_HOME/airdock or ~/.local/state/airdock. "
+        "Tasks and the GC of one engine must resolve the same directory.",
         "/var/lib/airdock",
         "",
+    ),
+    "gc_scope": (
+        "Which images the GC may remove: 'airdock' (images airdock pulled or started on this engine, "
+        "and dangling images) or 'all' (every image on the engine). Protections apply in both.",
+        "all",
+        "airdock",
     ),
     "gc_max_image_bytes": (
         "Image GC budget in bytes of image storage (e.g. 20GB, 50GiB). Empty: no byte budget.",

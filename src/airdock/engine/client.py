@@ -22,3 +22,26 @@ def docker_client(timeout: int = 300) -> Any:
             f"cannot reach the Docker engine ({exc}); start it or point DOCKER_HOST at it"
         ) from None
     return client
+
+
+def engine_address(api: Any) -> str:
+    """Where a docker ``APIClient`` talks to its engine: ``unix:///path``, ``tcp://host:port``, ...
+
+    docker-py rewrites a unix socket URL to ``http+docker://localhost``; the socket path is kept
+    on its transport adapter.
+    """
+    base_url = str(getattr(api, "base_url", "") or "")
+    socket_path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+    if base_url.startswith("http+docker://") and socket_path:
+        return f"unix://{socket_path}"
+    if base_url.startswith(("http://", "https://")):
+        scheme = "tcp" if base_url.startswith("http://") else "tcp+tls"
+        return f"{scheme}://{base_url.split('://', 1)[1]}"
+    return base_url or "the Docker engine"
+
+
+def engine_mark(api: Any) -> Any:
+    """The engine's identity for a usage store: ``docker info`` → ``ID``, and its address."""
+    from airdock.hygiene.usage import EngineMark
+
+    return EngineMark(engine_id=str(api.info().get("ID") or "unknown"), address=engine_address(api))

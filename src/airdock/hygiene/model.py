@@ -71,6 +71,27 @@ class ImageUsage:
     image_id: str
     last_used: float | None = None  # last time airdock started a container from it
     leased_until: float | None = None  # a task holds it in use (about to pull or run it) until then
+    brought: bool = False  # airdock pulled or started it on this engine (the default GC scope)
+
+
+class GcScope(enum.StrEnum):
+    """Which images the GC may remove at all."""
+
+    AIRDOCK = "airdock"  # images airdock pulled or started here, and dangling images
+    ALL = "all"  # every image on the engine (kubelet-style)
+
+    @classmethod
+    def parse(cls, value: str) -> GcScope:
+        text = value.strip().lower()
+        for scope in cls:
+            if scope.value == text:
+                return scope
+        raise ValueError(f"invalid gc_scope {value!r}: use 'airdock' (what airdock brought) or 'all'")
+
+    def describe(self) -> str:
+        if self is GcScope.ALL:
+            return "every image on the engine"
+        return "images airdock pulled or started here, and dangling images"
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,7 @@ class GcPolicy:
     min_age_seconds: float = 600.0  # never remove an image used, tagged or created more recently
     max_unused_age_seconds: float | None = None  # unused longer than this → removed even under budget
     keep: tuple[str, ...] = ()  # fnmatch patterns over repo:tag references; a match is never removed
+    scope: GcScope = GcScope.AIRDOCK  # what may go at all; protections apply in every scope
 
 
 @dataclass(frozen=True)

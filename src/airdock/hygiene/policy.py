@@ -13,6 +13,9 @@ Image GC (``plan_gc``), in the shape of the kubelet's image GC:
 - Usage records are looked up under the image id and under each of its tags, so a lease taken on a
   ``repo:tag`` reference before the pull (when the id is not known yet) protects the image once it
   carries that tag. Several records for one image merge: the latest ``last_used``, any live lease.
+- Scope: with ``GcScope.AIRDOCK`` (the default) only images airdock pulled or started on this
+  engine (``ImageUsage.brought``, under the id or a tag) and dangling images may go; any other is
+  kept as "not airdock's (...)". ``GcScope.ALL`` considers every image (kubelet-style).
 - Protected images are kept, with the first reason that applies, in this precedence: in use by a
   container (any state) → "in use by 2 containers"; a live lease (``leased_until > now``) →
   "in use: a task is starting it"; a ``keep`` pattern (``fnmatch``, case-sensitive, against the
@@ -66,6 +69,7 @@ from airdock.hygiene.model import (
     DiskUsage,
     GcPlan,
     GcPolicy,
+    GcScope,
     ImageDecision,
     ImageInfo,
     ImageUsage,
@@ -76,7 +80,10 @@ from airdock.hygiene.model import (
     Verdict,
 )
 
-__all__ = ["format_age", "format_bytes", "plan_gc", "plan_sweep", "task_key"]
+__all__ = ["OUT_OF_SCOPE", "format_age", "format_bytes", "plan_gc", "plan_sweep", "task_key"]
+
+# The reason for an image outside the default scope (gc_scope = airdock).
+OUT_OF_SCOPE = "not airdock's (not pulled or started by airdock here; gc_scope=all to include it)"
 
 _BYTE_UNITS = ("kB", "MB", "GB", "TB", "PB")
 
@@ -126,10 +133,14 @@ class _Candidate:
     protected: str | None  # the reason it is kept, or None when it may go
 
 
-def _usage_of(image: ImageInfo, usage: Mapping[str, ImageUsage], now: float) -> tuple[float | None, bool]:
-    """The latest recorded use and whether a live lease holds the image (by id or any tag)."""
+def _usage_of(
+    image: ImageInfo, usage: Mapping[str, ImageUsage], now: float
+) -> tuple[float | None, bool, bool]:
+    """The latest recorded use, whether a live lease holds the image (by id or any tag), whether airdock
+    brought it."""
     last_used: float | None = None
     leased = False
+    brought = False
     for key in (image.id, *image.tags):
         record = usage.get(key)
         if record is None:
@@ -138,7 +149,8 @@ def _usage_of(image: ImageInfo, usage: Mapping[str, ImageUsage], now: float) -> 
             last_used = record.last_used
         if record.leased_until is not None and record.leased_until > now:
             leased = True
-    return last_used, leased
+        brought = brought or record.brought
+    return last_used, leased, brought
 
 
 def _target_bytes(policy: GcPolicy, image_bytes: int, disk: DiskUsage | None) -> tuple[int | None, bool]:
@@ -187,14 +199,16 @@ def plan_gc(
         for key in keys:
             layer_refs[key] = layer_refs.get(key, 0) + 1
 
-        recorded, leased = _usage_of(image, usage, now)
+        recorded, leased, brought = _usage_of(image, usage, now)
         fallback = image.created if image.last_tagged is None else max(image.created, image.last_tagged)
         last_used = fallback if recorded is None else recorded
         freshest = fallback if recorded is None else max(fallback, recorded)
 
         protected: str | None = None
         n_containers = containers_of.get(image.id, 0)
-        if n_containers:
+        if policy.scope is GcScope.AIRDOCK and not brought and not image.dangling:
+            protected = OUT_OF_SCOPE
+        elif n_containers:
             protected = f"in use by {n_containers} container{'s' if n_containers != 1 else ''}"
         elif leased:
             protected = "in use: a task is starting it"

@@ -55,6 +55,7 @@ __all__ = [
     "Inventory",
     "apply_gc",
     "apply_sweep",
+    "check_store",
     "collect_gc",
     "collect_sweep",
     "over_budget",
@@ -226,10 +227,23 @@ def over_budget(client: Any, policy: GcPolicy) -> bool:
 # Image GC
 
 
+def check_store(client: Any, usage_store: UsageStore) -> None:
+    """Refuse a usage store marked by another engine; mark a new one with this engine.
+
+    Raises EngineMismatchError (one line naming the store and both engines): a GC must never
+    trust a store whose leases are another engine's.
+    """
+    from airdock.engine.client import engine_mark
+
+    usage_store.claim_engine(engine_mark(client.api))
+
+
 def collect_gc(
     client: Any, usage_store: UsageStore, policy: GcPolicy, now: float, *, inventory: Inventory | None = None
 ) -> GcPlan:
-    """Read the inventory (unless given) and usage record, and plan: no effects, all ``--dry-run`` runs."""
+    """Check the store belongs to this engine (marking a new one), read the inventory (unless given) and
+    the usage record, and plan: no effect on the engine, all ``--dry-run`` runs."""
+    check_store(client, usage_store)
     if inventory is None:
         inventory = read_inventory(client)
     usage = usage_store.usage_for(inventory.images, now)
@@ -276,6 +290,8 @@ def apply_gc(
     result = GcResult()
     started = time.monotonic()
     removed_ids: list[str] = []
+    if plan.removals:
+        check_store(client, usage_store)  # before anything goes: the leases must be this engine's
     for decision in plan.removals:
         image = decision.image
         name = _image_name(image)

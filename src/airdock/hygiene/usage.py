@@ -1,19 +1,24 @@
-"""The host's record of image use: when airdock last started each image, and who holds one now.
+"""The host's record of image use: what airdock brought, when it last ran each image, who holds one now.
 
-One small SQLite file per host (default ``$XDG_STATE_HOME/airdock/usage.sqlite``, else
-``~/.local/state/airdock/usage.sqlite``; the Airflow layer passes ``[airdock] state_dir``), mode
-0600 in a 0700 directory, in WAL mode with a busy timeout so every task process and the GC can
-use it at once. Two tables:
+One small SQLite file per Docker engine, ``usage.sqlite`` in the state directory that
+:func:`resolve_state_dir` names — ``AIRDOCK_STATE_DIR``, else ``[airdock] state_dir``, else
+``$XDG_STATE_HOME/airdock`` (``~/.local/state/airdock``) — the same rule for the CLI, the
+operators and the benchmarks. Mode 0600 in a 0700 directory, WAL mode with a busy timeout so
+every task process and the GC can use it at once. Tables:
 
 - ``uses``: image id → the last time a container was started from it (the GC's LRU key);
+- ``brought``: image ids airdock pulled or started here (the default GC scope);
 - ``leases``: a reference or image id a task holds in use, until the task lets go or the lease
-  expires (the expiry only matters for holders that crashed).
+  expires (the expiry only matters for holders that crashed);
+- ``meta``: the Docker engine the store belongs to (``docker info`` → ``ID``), written on first
+  use. A store read by a GC of another engine would show none of that engine's leases, so
+  :meth:`UsageStore.claim_engine` refuses it with one line naming both.
 
 References are stored normalised (``busybox:1`` → ``docker.io/library/busybox:1``, digests as
 ``name@sha256:…``), and the engine's tags are normalised the same way when matched, so a lease on
 any spelling of a reference protects the image carrying it.
 
-**The race protocol** (a task pulling an image vs. a GC removing it). A task about to run an image
+The race protocol** (a task pulling an image vs. a GC removing it). A task about to run an image
 takes a lease on its reference *before* the pull; the GC must never remove an image a lease
 covers. Checking leases in the plan is not enough: the lease may appear between the GC's check
 and its removal, and the task, seeing the image still present, would skip the pull and then fail
@@ -40,7 +45,8 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -50,7 +56,20 @@ from airdock.errors import ConfigError, PrerequisiteError
 from airdock.hygiene.model import ImageInfo, ImageUsage
 from airdock.images import DEFAULT_TAG, parse_image_ref
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "UsageStore", "default_usage_path", "normalise_reference"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "STATE_DIR_ENV",
+    "EngineMark",
+    "EngineMismatchError",
+    "Lease",
+    "UsageStore",
+    "default_usage_path",
+    "normalise_reference",
+    "resolve_state_dir",
+]
+
+STATE_DIR_ENV = "AIRDOCK_STATE_DIR"
+USAGE_FILE = "usage.sqlite"
 
 DEFAULT_LEASE_SECONDS = 900.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
@@ -70,13 +89,48 @@ CREATE TABLE IF NOT EXISTS leases (
     PRIMARY KEY (lease_id, key)
 );
 CREATE INDEX IF NOT EXISTS leases_by_key ON leases (key, expires);
+CREATE TABLE IF NOT EXISTS brought (
+    image_id TEXT PRIMARY KEY,
+    since    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
-def default_usage_path() -> Path:
-    """``$XDG_STATE_HOME/airdock/usage.sqlite``, else ``~/.local/state/airdock/usage.sqlite``."""
+def resolve_state_dir(configured: str | None = None) -> Path:
+    """The state directory: ``AIRDOCK_STATE_DIR``, else ``configured`` (``[airdock] state_dir``), else XDG's.
+
+    The XDG default is ``$XDG_STATE_HOME/airdock``, else ``~/.local/state/airdock``. Every entry
+    point resolves it with this one function, so a GC and the tasks of one engine meet in one store.
+    """
+    for value in (os.environ.get(STATE_DIR_ENV), configured):
+        if value and value.strip():
+            return Path(value.strip()).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "airdock" / "usage.sqlite"
+    return Path(base) / "airdock"
+
+
+def default_usage_path(configured: str | None = None) -> Path:
+    """``usage.sqlite`` in :func:`resolve_state_dir`."""
+    return resolve_state_dir(configured) / USAGE_FILE
+
+
+@dataclass(frozen=True)
+class EngineMark:
+    """The Docker engine a store belongs to: its ``docker info`` ID, and where it was reached."""
+
+    engine_id: str
+    address: str  # unix:///var/run/docker.sock, tcp://host:2376, ...
+
+    def describe(self) -> str:
+        return f"{self.address} (ID {self.engine_id[:14]})"
+
+
+class EngineMismatchError(PrerequisiteError):
+    """The usage store opened belongs to another Docker engine: its leases are not this engine's."""
 
 
 def normalise_reference(text: str) -> tuple[str, ...]:
@@ -121,12 +175,6 @@ class Lease:
         """Hold the image id too, once the pull resolved it (tags may move; the id does not)."""
         self._store._insert_lease(self.lease_id, normalise_reference(image_id), self.expires)
 
-    def renew(self, seconds: float = DEFAULT_LEASE_SECONDS) -> None:
-        """Push the expiry to ``seconds`` from now (for holders that outlive the first expiry)."""
-        self.expires = time.time() + seconds
-        with self._store._connect() as db:
-            db.execute("UPDATE leases SET expires = ? WHERE lease_id = ?", (self.expires, self.lease_id))
-
 
 class UsageStore:
     """The per-host usage record and in-use leases; every method is safe across processes."""
@@ -135,9 +183,17 @@ class UsageStore:
         self, path: Path | None = None, *, lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
     ):
         self.path = (path if path is not None else default_usage_path()).expanduser()
-        self._default_location = path is None
+        xdg_default = default_usage_path() if not os.environ.get(STATE_DIR_ENV) else None
+        self._default_location = path is None and xdg_default == self.path
         self._lock_timeout = lock_timeout_seconds
         self._ready = False
+        self._mark: EngineMark | None = None
+
+    @classmethod
+    def for_host(cls, configured_state_dir: str | None = None, **kwargs: float) -> UsageStore:
+        """The store at :func:`resolve_state_dir` (``configured_state_dir`` is ``[airdock] state_dir``)."""
+        explicit = os.environ.get(STATE_DIR_ENV) or configured_state_dir
+        return cls(default_usage_path(configured_state_dir) if explicit else None, **kwargs)
 
     @property
     def lock_path(self) -> Path:
@@ -153,6 +209,13 @@ class UsageStore:
                 "ON CONFLICT (image_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
                 (key, when),
             )
+            db.execute("INSERT OR IGNORE INTO brought (image_id, since) VALUES (?, ?)", (key, when))
+
+    def record_pull(self, image_id: str, when: float) -> None:
+        """Remember that airdock pulled ``image_id`` (it is in the GC's default scope from now on)."""
+        key = normalise_reference(image_id)[0]
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO brought (image_id, since) VALUES (?, ?)", (key, when))
 
     @contextlib.contextmanager
     def lease(self, references: Iterable[str], seconds: float = DEFAULT_LEASE_SECONDS) -> Iterator[Lease]:
@@ -178,6 +241,7 @@ class UsageStore:
         keys = [key for image_id in image_ids for key in normalise_reference(image_id)]
         with self._connect() as db:
             db.executemany("DELETE FROM uses WHERE image_id = ?", [(key,) for key in keys])
+            db.executemany("DELETE FROM brought WHERE image_id = ?", [(key,) for key in keys])
             db.execute("DELETE FROM leases WHERE expires <= ?", (time.time(),))
 
     def prune(self, now: float) -> int:
@@ -196,6 +260,7 @@ class UsageStore:
             return {image.id: ImageUsage(image.id) for image in images}
         with self._connect(write=False) as db:
             uses = dict(db.execute("SELECT image_id, last_used FROM uses").fetchall())
+            brought = {str(row[0]) for row in db.execute("SELECT image_id FROM brought").fetchall()}
             leases: dict[str, float] = dict(
                 db.execute(
                     "SELECT key, max(expires) FROM leases WHERE expires > ? GROUP BY key", (now,)
@@ -203,13 +268,16 @@ class UsageStore:
             )
         result: dict[str, ImageUsage] = {}
         for image in images:
-            last_used = uses.get(normalise_reference(image.id)[0]) if _IMAGE_ID.fullmatch(image.id) else None
+            key = normalise_reference(image.id)[0] if _IMAGE_ID.fullmatch(image.id) else None
             held = [
-                leases[key]
-                for key in _image_keys(image.id, (*image.tags, *image.repo_digests))
-                if key in leases
+                leases[k] for k in _image_keys(image.id, (*image.tags, *image.repo_digests)) if k in leases
             ]
-            result[image.id] = ImageUsage(image.id, last_used=last_used, leased_until=max(held, default=None))
+            result[image.id] = ImageUsage(
+                image.id,
+                last_used=uses.get(key) if key else None,
+                leased_until=max(held, default=None),
+                brought=key in brought,
+            )
         return result
 
     def leased_until(self, image_id: str, references: Iterable[str], now: float) -> float | None:
@@ -236,6 +304,53 @@ class UsageStore:
             rows = db.execute("SELECT key, expires FROM leases WHERE expires > ? ORDER BY key", (now,))
             return [(str(key), float(expires)) for key, expires in rows.fetchall()]
 
+    # -- the engine it belongs to ----------------------------------------------------------
+    def engine_mark(self) -> EngineMark | None:
+        """The engine this store was marked with on first use; None for a new or unmarked store."""
+        if self._mark is not None:
+            return self._mark
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as db:
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if "engine_id" in rows:
+            self._mark = EngineMark(str(rows["engine_id"]), str(rows.get("engine_address", "")))
+        return self._mark
+
+    def claim_engine(self, engine: EngineMark) -> None:
+        """Make sure this store is ``engine``'s: mark a new or unmarked store, refuse another engine's.
+
+        Raises EngineMismatchError (one line naming the store and both engines) when the store was
+        marked by another engine: a GC reading it would see none of this engine's leases.
+        """
+        with self._connect() as db:
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if "engine_id" not in rows:
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("engine_id", engine.engine_id),
+                        ("engine_address", engine.address),
+                        ("marked_at", str(time.time())),
+                    ],
+                )
+                self._mark = engine
+                return
+        mark = EngineMark(str(rows["engine_id"]), str(rows.get("engine_address", "")))
+        self._mark = mark
+        if mark.engine_id != engine.engine_id:
+            raise EngineMismatchError(
+                f"the usage store {self.path} belongs to the Docker engine at {mark.describe()}, not to "
+                f"the one at {engine.describe()}: its leases are not this engine's, so image GC refuses "
+                f"to use it. Give each engine its own {STATE_DIR_ENV} (or [airdock] state_dir), the same "
+                f"for its tasks and its GC; if this engine replaced that one, delete {self.path}"
+            )
+
+    def mark_if_new(self, engine: Callable[[], EngineMark]) -> None:
+        """Mark an unmarked store with the engine ``engine()`` names (called only then: it costs a call)."""
+        if self.engine_mark() is None:
+            self.claim_engine(engine())
+
     # -- the host-wide lock -----------------------------------------------------------------
     @contextlib.contextmanager
     def removal_lock(self) -> Iterator[None]:
@@ -247,8 +362,9 @@ class UsageStore:
         except LockTimeout:
             raise PrerequisiteError(
                 f"timed out after {self._lock_timeout:.0f} s waiting for the image-usage lock "
-                f"{self.lock_path}; "
-                "another airdock process holds it — remove the lock file if that process is gone"
+                f"{self.lock_path}: another airdock process holds it (a GC removing an image, or a task "
+                "taking its lease); the lock is released when that process finishes or dies — "
+                "retry, and do not delete the lock file"
             ) from None
         try:
             yield
