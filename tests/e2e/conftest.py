@@ -1,4 +1,13 @@
-"""E2E fixtures: an Airflow home with a migrated SQLite DB, and `airflow dags test` runs."""
+"""E2E fixtures: an Airflow home with a migrated SQLite DB, `airflow dags test` runs, and a deployment.
+
+Two ways to run a DAG through Airflow's real task runner:
+
+- ``run_dag(...)``: ``airflow dags test`` runs every task in its own process (fast; the task may
+  still reach the metadata DB, and there are no task log files);
+- ``run_dag(..., deployment=deployment)``: ``airflow dags test --use-executor`` against the session's
+  ``airflow api-server``: the LocalExecutor runs each task under the task SDK's supervisor as a
+  worker would — through the Execution API, with the ORM blocked, writing task log files.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +15,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from airdock.local import settings as local_settings
-from tests.conftest import StackHandle, make_env
+from tests.conftest import StackHandle, free_port, make_env
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 _STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
@@ -90,6 +103,74 @@ def dag_env(
     return env
 
 
+@dataclass
+class Deployment:
+    """An ``airflow api-server`` on 127.0.0.1 over its own Airflow home, for executor-run DAGs."""
+
+    home: Path
+    url: str
+    env: dict[str, str] = field(default_factory=dict)  # what makes a process part of this deployment
+    user: str = "admin"
+    password: str = "airdock-e2e-api-password"
+
+    def token(self) -> str:
+        """A JWT for the public REST API (simple auth manager)."""
+        response = httpx.post(
+            f"{self.url}/auth/token", json={"username": self.user, "password": self.password}, timeout=30
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def deployment(airflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The session's api-server (Execution API + REST API); DAG runs that name it use the LocalExecutor."""
+    home = tmp_path_factory.mktemp("deployment")
+    shutil.copy2(airflow_template / "airflow.db", home / "airflow.db")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    deployment = Deployment(home=home, url=url)
+    (home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({deployment.user: deployment.password})
+    )
+    deployment.env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API_AUTH__JWT_SECRET": "airdock-e2e-deployment-jwt-secret",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    log = (home / "api-server.log").open("w")
+    process = subprocess.Popen(
+        [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=make_env(**deployment.env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (home / "api-server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the api-server did not come up in 120 s"
+            time.sleep(0.5)
+        yield deployment
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
 def run_dag(
     airflow_home: Path,
     dags: Path,
@@ -97,16 +178,19 @@ def run_dag(
     stack: StackHandle,
     cache_home: Path,
     logical_date: str | None = None,
+    *,
+    deployment: Deployment | None = None,
     **extra_env: str,
 ) -> DagRun:
-    result = subprocess.run(
-        [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])],
-        env=dag_env(airflow_home, dags, stack, cache_home, **extra_env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    """``airflow dags test``; with ``deployment``, its tasks run under the LocalExecutor against it
+    (``airflow_home`` is then the deployment's)."""
+    env = dag_env(airflow_home, dags, stack, cache_home, **extra_env)
+    argv = [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])]
+    if deployment is not None:
+        env.update(deployment.env)
+        env.update(extra_env)
+        argv.append("--use-executor")
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
     output = result.stdout + result.stderr
     match = _STATE.search(output)
     return DagRun(match.group(1) if match else None, output, result.returncode)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from airdock.auth.credentials import RegistryCredentials
 from tests.conftest import StackHandle, airdock, start_stack
-from tests.e2e.conftest import run_dag, write_dag
+from tests.e2e.conftest import Deployment, run_dag, write_dag
 from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
@@ -86,6 +90,73 @@ def token_calls(stack: StackHandle) -> int:
     return int(stack.status()["get_authorization_token_calls"])
 
 
+def secret_forms(password: str) -> tuple[str, ...]:
+    """The password, ``AWS:<password>``, and its base64 (ECR's ``authorizationToken``)."""
+    return RegistryCredentials("r", "AWS", password, 0.0).secret_forms()
+
+
+class ArgvWatcher:
+    """Samples every process's argv on the machine while a run goes on (``ps`` after the fact
+    would miss a short-lived child)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> ArgvWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    self.seen.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            self.samples += 1
+            self._stop.wait(0.02)
+
+
+def assert_secret_nowhere(
+    forms: Sequence[str],
+    output: str,
+    airflow_home: Path,
+    argv: ArgvWatcher,
+    dag_id: str,
+    *,
+    log_files: bool,
+) -> None:
+    """No form of the secret in the run's output (the task and supervisor logs of ``dags test``), any
+    file of the Airflow home (task log files of an executor run), the metadata DB (XCom, rendered
+    fields), any process's argv, or the docker config."""
+    files = [path for path in airflow_home.rglob("*") if path.is_file() and path.name != "airflow.db"]
+    logs = [path for path in files if "logs" in path.parts and dag_id in str(path)]
+    assert output.strip(), "the run printed its log (and it was searched)"
+    if log_files:
+        assert logs, "the run wrote task log files (and they were searched)"
+    assert argv.samples >= 5 and argv.seen, "argv was sampled during the run"
+    database = (airflow_home / "airflow.db").read_bytes()
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        xcom = db.execute("SELECT value FROM xcom WHERE dag_id = ?", (dag_id,)).fetchall()
+        rendered = db.execute(
+            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = ?", (dag_id,)
+        ).fetchall()
+    assert xcom and rendered, "XCom and rendered fields were written (and searched)"
+    config = Path.home() / ".docker" / "config.json"
+    for form in forms:
+        assert form not in output, "a form of the token in the run's output"
+        for path in files:
+            assert form not in path.read_text(errors="replace"), path
+        assert form.encode() not in database, "a form of the token in the metadata DB"
+        assert not any(form in args for args in argv.seen), "a form of the token in a process's argv"
+        assert not config.exists() or form not in config.read_text()
+
+
 def test_private_image_runs_with_only_an_aws_connection_and_the_token_leaks_nowhere(
     stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
 ) -> None:
@@ -94,31 +165,64 @@ def test_private_image_runs_with_only_an_aws_connection_and_the_token_leaks_nowh
     write_dag(dags, "pull", PULL_DAG)
     before = token_calls(stack)
 
-    run = run_dag(airflow_home, dags, "airdock_e2e_pull", stack, tmp_path / "cache")
+    with ArgvWatcher() as argv:
+        run = run_dag(airflow_home, dags, "airdock_e2e_pull", stack, tmp_path / "cache")
     assert run.state == "success", run.output[-4000:]
     assert "job-ran-from-private-image" in run.output
     assert f"running {stack.settings.registry_host}/e2e/job:v1, digest {digest}" in run.output
     assert token_calls(stack) == before + 1
 
     # The token the task used is the one in the host cache; search everything the run left behind.
-    password = cached_password(tmp_path / "cache")
-    assert password not in run.output
-    for log_file in (airflow_home / "logs").rglob("*"):
-        if log_file.is_file():
-            assert password not in log_file.read_text(errors="replace"), log_file
-    database = airflow_home / "airflow.db"
-    assert password.encode() not in database.read_bytes(), (
-        "token found in the metadata DB (XCom, rendered fields...)"
+    assert_secret_nowhere(
+        secret_forms(cached_password(tmp_path / "cache")),
+        run.output,
+        airflow_home,
+        argv,
+        "airdock_e2e_pull",
+        log_files=False,  # dags test logs to its output, searched above
     )
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
         xcom = dict(db.execute("SELECT key, value FROM xcom WHERE dag_id = 'airdock_e2e_pull'").fetchall())
         rendered = db.execute(
             "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = 'airdock_e2e_pull'"
         ).fetchall()
     assert json.loads(xcom["image_digest"]) == digest, "the digest that ran is recorded in XCom"
-    assert rendered and "airdock_e2e_pull" in rendered[0][0], "rendered fields were written (and searched)"
-    config = Path.home() / ".docker" / "config.json"
-    assert not config.exists() or password not in config.read_text()
+    assert "airdock_e2e_pull" in rendered[0][0], "rendered fields hold the rendered template"
+
+
+def test_no_form_of_the_token_anywhere_with_debug_logging(
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
+) -> None:
+    """Executor-run at DEBUG (task log files, the supervisor's log): botocore logs GetAuthorizationToken's
+    response body at DEBUG, and the base64 token in it must show nowhere."""
+    publish_job_image(stack, docker_client, base_image)
+    dags = tmp_path / "dags"
+    write_dag(dags, "pull", PULL_DAG)
+    with ArgvWatcher() as argv:
+        run = run_dag(
+            deployment.home, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
+            deployment=deployment, AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG",
+        )  # fmt: skip
+    assert run.state == "success", run.output[-4000:]
+    task_logs = [
+        path.read_text(errors="replace")
+        for path in (deployment.home / "logs" / "dag_id=airdock_e2e_pull").rglob("*.log")
+    ]
+    assert task_logs, "the executor-run task wrote its log file"
+    everything = run.output + "".join(task_logs)
+    assert "fetched an ECR token" in everything
+    assert "Response body" in everything, (
+        "botocore logged response bodies at DEBUG (else this proves nothing)"
+    )
+    assert "authorizationToken" in everything
+    assert_secret_nowhere(
+        secret_forms(cached_password(tmp_path / "cache")),
+        run.output,
+        deployment.home,
+        argv,
+        "airdock_e2e_pull",
+        log_files=True,
+    )
 
 
 def test_token_expired_between_cache_check_and_pull_is_renewed_in_the_task(
@@ -180,3 +284,30 @@ def test_tasks_ten_seconds_apart_with_a_five_second_token_need_no_manual_step(
     assert f"fetched an ECR token for {stack.settings.registry_host}" in run.output
     assert f"renewed the ECR token for {stack.settings.registry_host}: the cached one expired" in run.output
     assert token_calls(stack) == before + 2
+
+
+def test_an_unwritable_token_cache_never_fails_the_task(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    """A read-only or immutable cache directory: the pull goes on with the token it fetched, one warning."""
+    publish_job_image(stack, docker_client, base_image)
+    dags = tmp_path / "dags"
+    write_dag(dags, "pull", PULL_DAG)
+    frozen = tmp_path / "frozen-cache"
+    frozen.mkdir(mode=0o700)
+    done = subprocess.run(["chattr", "+i", str(frozen)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"chattr +i failed ({done.stderr.strip()}): this test needs it"
+    try:
+        run = run_dag(
+            airflow_home, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
+            AIRFLOW__AIRDOCK__TOKEN_CACHE_DIR=str(frozen),
+        )  # fmt: skip
+    finally:
+        subprocess.run(["chattr", "-i", str(frozen)], check=False)
+    assert run.state == "success", run.output[-4000:]
+    assert "job-ran-from-private-image" in run.output
+    warnings = [line for line in run.output.splitlines() if "cannot be written" in line]
+    assert len(warnings) == 1, warnings
+    assert f"the token cache directory {frozen} cannot be written" in warnings[0]
+    assert "[airdock] token_cache_dir" in warnings[0]
+    assert list(frozen.iterdir()) == []

@@ -266,3 +266,88 @@ def test_token_never_reaches_docker_config_or_argv(
     assert password not in ps
     assert base64.b64encode(f"AWS:{password}".encode()).decode() not in ps
     assert sys.executable  # the pull ran in this process: no child saw the password
+
+
+# -- ECR outages and secrets at DEBUG ------------------------------------------------------------
+
+
+def _fetch_from_blackhole(endpoint: str, host: str, cache_dir: str, barrier: Any, results: Any) -> None:
+    import boto3
+    from botocore.config import Config
+
+    from airdock.local import settings as local_settings
+
+    client = boto3.client(
+        "ecr", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
+        # One attempt with a short read timeout: a failing fetch takes a fixed ~1.5 s, so the
+        # comparison below measures queueing, not botocore's random backoff.
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1, read_timeout=1.5),
+    )  # fmt: skip
+    registry = ecr_registry_for(parse_image_ref(f"{host}/x"), [host])
+    assert registry is not None
+    source = EcrTokenSource(client)
+    credentials = CachedCredentials(TokenCache(Path(cache_dir)), f"{host}|id", lambda: source.fetch(registry))
+    barrier.wait()
+    started = time.monotonic()
+    try:
+        credentials.get()
+        results.put(("no error", started, time.monotonic()))
+    except RegistryAuthError as exc:
+        results.put((str(exc), started, time.monotonic()))
+
+
+def _outage(processes: int, endpoint: str, cache_dir: Path) -> tuple[float, set[str]]:
+    """``processes`` processes fetch at once from a dead ECR API; (wall seconds, distinct messages)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    args = (endpoint, "127.0.0.1:5999", str(cache_dir), barrier, results)
+    procs = [ctx.Process(target=_fetch_from_blackhole, args=args) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    wall = max(end for _, _, end in outcomes) - min(start for _, start, _ in outcomes)
+    return wall, {message for message, _, _ in outcomes}
+
+
+def test_ten_tasks_during_an_ecr_outage_fail_as_fast_as_one(tmp_path: Path) -> None:
+    """An ECR API that accepts connections and never answers: the waiters share the first failure."""
+    import socket
+
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)  # connections complete in the backlog; nothing ever answers
+        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        one, one_messages = _outage(1, endpoint, tmp_path / "one")
+        ten, ten_messages = _outage(10, endpoint, tmp_path / "ten")
+    print(f"outage: 1 process {one:.2f} s, 10 processes {ten:.2f} s")
+    assert len(one_messages) == 1 and len(ten_messages) == 1, ten_messages
+    message = next(iter(ten_messages))
+    assert message.startswith("ECR API unreachable for registry 127.0.0.1:5999 after retries: "), message
+    assert "\n" not in message
+    assert one_messages == ten_messages, "every waiter fails with the same one-line error"
+    assert ten <= 1.5 * one, f"10 processes took {ten:.2f} s, one took {one:.2f} s"
+
+
+def test_the_token_reaches_no_log_record_even_at_debug(
+    stack: StackHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    registry = ecr_registry_for(
+        parse_image_ref(f"{stack.settings.registry_host}/x"), [stack.settings.registry_host]
+    )
+    assert registry is not None
+    masked: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        credentials = EcrTokenSource(stack.ecr(), on_secret=masked.append).fetch(registry)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Response body" in text, "botocore logged the response body (the test would prove nothing)"
+    assert '"authorizationToken":"***"' in text.replace(" ", "")
+    for form in credentials.secret_forms():
+        assert form not in text
+        assert form in masked, "each form went to the masker before the fetch returned"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airdock.auth.cache import TokenCache
 from airdock.auth.credentials import RegistryCredentials
+from airdock.errors import AccessDeniedError, RegistryAuthError
 
 
 class Clock:
@@ -147,3 +150,120 @@ def test_twenty_processes_fetch_once(tmp_path: Path) -> None:
         proc.join(60)
         assert proc.exitcode == 0
     assert len(counter.read_text().splitlines()) == 1
+
+
+# -- a failed fetch is remembered briefly -------------------------------------------------------
+
+
+class Failing:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def __call__(self) -> RegistryCredentials:
+        self.calls += 1
+        raise self.error
+
+
+def test_a_failed_fetch_is_remembered_for_fifteen_seconds(tmp_path: Path, clock: Clock) -> None:
+    cache = TokenCache(tmp_path, clock=clock)
+    fetch = Failing(RegistryAuthError("ECR API unreachable for registry reg after retries: boom"))
+    for _ in range(3):
+        with pytest.raises(RegistryAuthError) as caught:
+            cache.get("reg|id", fetch)
+        assert str(caught.value) == "ECR API unreachable for registry reg after retries: boom"
+    assert fetch.calls == 1, "the waiters failed fast with the same error"
+    assert cache.peek("reg|id") is None
+    clock.now += 15.1
+    with pytest.raises(RegistryAuthError):
+        cache.get("reg|id", fetch)
+    assert fetch.calls == 2, "after 15 s the fetch is tried again"
+    ok = Fetcher(clock)
+    clock.now += 15.1
+    assert cache.get("reg|id", ok).fetched
+    assert cache.get("reg|id", fetch).credentials.password == "pw-1", "a success clears the failure"
+    assert not any(p.name.endswith(".failed.json") for p in tmp_path.iterdir())
+
+
+def test_the_failure_cache_is_per_key_and_keeps_access_denied(tmp_path: Path, clock: Clock) -> None:
+    cache = TokenCache(tmp_path, clock=clock)
+    denied = Failing(AccessDeniedError("access denied: may not call ecr:GetAuthorizationToken", "ecr:X"))
+    with pytest.raises(AccessDeniedError):
+        cache.get("a|id", denied)
+    with pytest.raises(AccessDeniedError) as caught:
+        cache.get("a|id", Fetcher(clock))
+    assert caught.value.action == "ecr:X"
+    assert cache.get("b|id", Fetcher(clock)).fetched, "another key is not affected"
+
+
+def test_unexpected_errors_are_not_remembered(tmp_path: Path, clock: Clock) -> None:
+    cache = TokenCache(tmp_path, clock=clock)
+    with pytest.raises(RuntimeError):
+        cache.get("k", Failing(RuntimeError("a bug")))
+    assert cache.get("k", Fetcher(clock)).fetched
+
+
+# -- a cache that cannot be written never fails a task ------------------------------------------
+
+
+@pytest.fixture
+def immutable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory nobody can write, root included (chattr +i)."""
+    directory = tmp_path / "immutable"
+    directory.mkdir(mode=0o700)
+    done = subprocess.run(["chattr", "+i", str(directory)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"chattr +i failed ({done.stderr.strip()}): this test needs it"
+    try:
+        yield directory
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=False)
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path) -> Iterator[Path]:
+    """A read-only filesystem (a tmpfs mounted ro)."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"mount failed ({done.stderr.strip()}): this test needs it"
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=False)
+
+
+@pytest.mark.parametrize("where", ["immutable_dir", "read_only_fs"])
+def test_an_unwritable_cache_fetches_uncached_and_warns_once(
+    where: str, request: pytest.FixtureRequest, clock: Clock
+) -> None:
+    base: Path = request.getfixturevalue(where)
+    warnings: list[tuple[Path, OSError]] = []
+    for directory in (base, base / "tokens"):  # the directory itself, or one to be created in it
+        warnings.clear()
+        cache = TokenCache(directory, clock=clock, on_unwritable=lambda d, e: warnings.append((d, e)))
+        fetch = Fetcher(clock)
+        first = cache.get("k", fetch)
+        second = cache.get("k", fetch)
+        assert first.fetched and second.fetched
+        assert fetch.calls == 2, "nothing could be cached"
+        assert [d for d, _ in warnings] == [directory], "one warning per cache, naming the directory"
+        assert not cache.invalidate("k", first.credentials)
+
+
+def test_the_lock_timeout_says_what_holds_it_and_not_to_delete_it(tmp_path: Path) -> None:
+    import filelock
+
+    cache = TokenCache(tmp_path, lock_timeout_seconds=0.2)
+    lock = filelock.FileLock(str(cache.path_for("reg.example|id")) + ".lock")
+    with lock, pytest.raises(RegistryAuthError) as caught:
+        cache.get("reg.example|id", lambda: RegistryCredentials("r", "AWS", "x", time.time() + 60))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "fetching a token for reg.example" in message
+    assert "do not delete the lock file" in message
+    assert "remove the lock file" not in message

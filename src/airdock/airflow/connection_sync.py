@@ -529,10 +529,8 @@ class RestApiConnectionStore:
 
 
 def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older task SDKs
-        from airflow.sdk.execution_time.secrets_masker import mask_secret
+    from airflow.sdk.log import mask_secret
+
     mask_secret(secret)
 
 

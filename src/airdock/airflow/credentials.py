@@ -24,11 +24,7 @@ from airdock.images import EcrRegistry, parse_registry_list
 if TYPE_CHECKING:
     from pathlib import Path
 
-try:
-    from airflow.sdk.log import mask_secret
-except ImportError:  # pragma: no cover - older task SDKs
-    from airflow.sdk.execution_time.secrets_masker import mask_secret
-
+from airflow.sdk.log import mask_secret
 
 # Environment variables that change which AWS identity or endpoint boto3 resolves.
 _IDENTITY_ENV = (
@@ -63,7 +59,20 @@ def token_cache(margin: float | str | None = None) -> TokenCache:
         from pathlib import Path
 
         directory = Path(configured_dir).expanduser()
-    return TokenCache(directory or default_cache_dir(), margin_seconds=seconds)
+    return TokenCache(
+        directory or default_cache_dir(), margin_seconds=seconds, on_unwritable=_warn_unwritable
+    )
+
+
+def _warn_unwritable(directory: Path, exc: OSError) -> None:
+    import logging
+
+    logging.getLogger("airdock.auth").warning(
+        "the token cache directory %s cannot be written (%s): going on with the token fetched now, "
+        "uncached; fix that directory or point [airdock] token_cache_dir at a writable one",
+        directory,
+        exc.strerror or type(exc).__name__,
+    )
 
 
 def identity_key(hook: Any) -> str:
@@ -120,10 +129,11 @@ class AirflowEcrCredentials(CachedCredentials):
         )
 
     def _fetch_token(self) -> RegistryCredentials:
-        return EcrTokenSource(self.hook.conn, where=self._where).fetch(self.registry)
+        return EcrTokenSource(self.hook.conn, where=self._where, on_secret=mask_secret).fetch(self.registry)
 
     def _seen(self, result: CachedToken) -> None:
-        mask_secret(result.credentials.password)
+        for form in result.credentials.secret_forms():  # cached tokens too: a new process masks anew
+            mask_secret(form)
         if self._log is None:
             return
         import time

@@ -9,6 +9,12 @@ A cached token counts as valid until ``margin`` before it expires (proactive ref
 margin is capped at half the token's lifetime, so short-lived tokens (the local stack's 20 s)
 are still reused rather than refetched on every read. ``invalidate`` drops a token the registry
 refused (reactive refresh), but only if nobody replaced it already.
+
+A failed fetch is remembered for ``FAILURE_TTL_SECONDS`` (per key, in the same directory): during
+an ECR outage the processes waiting on the lock fail at once with the same one-line error
+instead of each re-running the failing call in turn. The cache is an optimisation, never a
+reason to fail: when its directory cannot be written (read-only filesystem, immutable or foreign
+directory), the token is fetched without it and ``on_unwritable`` is told once.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from airdock.auth.credentials import RegistryCredentials
-from airdock.errors import RegistryAuthError
+from airdock.errors import AccessDeniedError, RegistryAuthError
 
 DEFAULT_MARGIN_SECONDS = 3600.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
+FAILURE_TTL_SECONDS = 15.0
 
 
 def default_cache_dir() -> Path:
@@ -58,37 +65,65 @@ class TokenCache:
         margin_seconds: float = DEFAULT_MARGIN_SECONDS,
         clock: Callable[[], float] = time.time,
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+        failure_ttl_seconds: float = FAILURE_TTL_SECONDS,
+        on_unwritable: Callable[[Path, OSError], None] | None = None,
     ) -> None:
         self.directory = directory if directory is not None else default_cache_dir()
         self.margin_seconds = margin_seconds
         self._clock = clock
         self._lock_timeout = lock_timeout_seconds
+        self._failure_ttl = failure_ttl_seconds
+        self._on_unwritable = on_unwritable
+        self._warned = False
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
     def get(self, key: str, fetch: Callable[[], RegistryCredentials]) -> CachedToken:
-        """Return valid credentials for ``key``, calling ``fetch`` only when no valid ones are cached."""
+        """Return valid credentials for ``key``, calling ``fetch`` only when no valid ones are cached.
+
+        Raises the fetch's RegistryAuthError — or, within ``failure_ttl_seconds`` of a failed fetch
+        for the same key on this host, that same error again without calling ``fetch``.
+        """
         path = self.path_for(key)
         entry = self._read(path)
         if entry is not None and self._usable(entry):
             return CachedToken(entry[0], fetched=False)
-        self._ensure_directory()
+        self._raise_recent_failure(path)
         try:
-            with FileLock(str(path) + ".lock", timeout=self._lock_timeout):
-                entry = self._read(path)  # someone may have refreshed while we waited
-                if entry is not None and self._usable(entry):
-                    return CachedToken(entry[0], fetched=False)
-                credentials = fetch()
-                self._write(path, credentials)
-                return CachedToken(
-                    credentials, fetched=True, previous_expired_at=entry[0].expires_at if entry else None
-                )
+            self._ensure_directory()
+            lock = FileLock(str(path) + ".lock", timeout=self._lock_timeout, mode=0o600)
+            lock.acquire()
         except LockTimeout:
+            registry = key.split("|", 1)[0]
             raise RegistryAuthError(
-                f"timed out after {self._lock_timeout:.0f} s waiting for the token cache lock {path}.lock; "
-                "another process holds it — remove the lock file if that process is gone"
+                f"timed out after {self._lock_timeout:.0f} s waiting for another process on this host that "
+                f"is fetching a token for {registry} (lock {path}.lock); the lock is released when that "
+                "fetch ends or its process dies — retry the task, and do not delete the lock file"
             ) from None
+        except OSError as exc:  # the directory or the lock file cannot be created: go on uncached
+            self._unwritable(exc)
+            return CachedToken(fetch(), fetched=True, previous_expired_at=None)
+        try:
+            entry = self._read(path)  # someone may have refreshed while we waited
+            if entry is not None and self._usable(entry):
+                return CachedToken(entry[0], fetched=False)
+            self._raise_recent_failure(path)
+            try:
+                credentials = fetch()
+            except RegistryAuthError as exc:
+                self._remember_failure(path, exc)
+                raise
+            try:
+                self._write(path, credentials)
+                self._failure_path(path).unlink(missing_ok=True)
+            except OSError as exc:
+                self._unwritable(exc)
+            return CachedToken(
+                credentials, fetched=True, previous_expired_at=entry[0].expires_at if entry else None
+            )
+        finally:
+            lock.release()
 
     def peek(self, key: str) -> RegistryCredentials | None:
         """The cached credentials for ``key``, valid or not (for inspection and tests)."""
@@ -100,12 +135,16 @@ class TokenCache:
         path = self.path_for(key)
         if not path.exists():
             return False
-        with FileLock(str(path) + ".lock", timeout=self._lock_timeout):
-            entry = self._read(path)
-            if entry is None or entry[0].password != stale.password:
-                return False
-            path.unlink(missing_ok=True)
-            return True
+        try:
+            with FileLock(str(path) + ".lock", timeout=self._lock_timeout, mode=0o600):
+                entry = self._read(path)
+                if entry is None or entry[0].password != stale.password:
+                    return False
+                path.unlink(missing_ok=True)
+                return True
+        except OSError as exc:
+            self._unwritable(exc)
+            return False
 
     # -- internals ------------------------------------------------------------------------
     def _usable(self, entry: tuple[RegistryCredentials, float]) -> bool:
@@ -127,6 +166,9 @@ class TokenCache:
             {"credentials": json.loads(credentials.to_json()), "fetched_at": self._clock()},
             separators=(",", ":"),
         )
+        self._write_atomically(path, payload)
+
+    def _write_atomically(self, path: Path, payload: str) -> None:
         # mkstemp creates the file 0600; os.replace makes the new entry appear atomically.
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:
@@ -137,6 +179,40 @@ class TokenCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    @staticmethod
+    def _failure_path(path: Path) -> Path:
+        return path.with_name(path.stem + ".failed.json")
+
+    def _remember_failure(self, path: Path, exc: RegistryAuthError) -> None:
+        """Keep the error for ``failure_ttl_seconds`` so the next waiters fail fast with the same line."""
+        if self._failure_ttl <= 0:
+            return
+        record = {
+            "message": str(exc),
+            "action": getattr(exc, "action", None),
+            "denied": isinstance(exc, AccessDeniedError),
+            "until": self._clock() + self._failure_ttl,
+        }
+        with contextlib.suppress(OSError):
+            self._write_atomically(self._failure_path(path), json.dumps(record))
+
+    def _raise_recent_failure(self, path: Path) -> None:
+        try:
+            record = json.loads(self._failure_path(path).read_text())
+            until, message = float(record["until"]), str(record["message"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if until <= self._clock():
+            return
+        if record.get("denied"):
+            raise AccessDeniedError(message, action=record.get("action"))
+        raise RegistryAuthError(message)
+
+    def _unwritable(self, exc: OSError) -> None:
+        if not self._warned and self._on_unwritable is not None:
+            self._on_unwritable(self.directory, exc)
+        self._warned = True
 
     def _ensure_directory(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

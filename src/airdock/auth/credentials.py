@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,12 @@ class RegistryCredentials:
 
     def seconds_left(self, now: float) -> float:
         return self.expires_at - now
+
+    def secret_forms(self) -> tuple[str, ...]:
+        """Every form the secret takes on its way: the password, ``user:password`` and its base64
+        (ECR's ``authorizationToken``). Each must be masked before anything can log it."""
+        pair = f"{self.username}:{self.password}"
+        return (self.password, pair, base64.b64encode(pair.encode()).decode())
 
     def auth_config(self) -> dict[str, str]:
         """The docker SDK's ``auth_config`` for a pull or push (kept in memory, never written)."""

@@ -1,9 +1,19 @@
-"""Registry credentials from Amazon ECR's GetAuthorizationToken."""
+"""Registry credentials from Amazon ECR's GetAuthorizationToken.
+
+The token is a secret from its birth: botocore logs whole response bodies at DEBUG
+(``botocore.parsers``: ``Response body: b'{"authorizationData": [{"authorizationToken": ...``),
+so a filter on that logger blanks every ``authorizationToken`` value in such records, whoever
+made the call; and each form of the secret (the password, ``AWS:<password>``, its base64) goes
+to ``on_secret`` (Airflow's secrets masker) before the fetch returns, so nothing airdock logs
+afterwards can show it.
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -24,6 +34,38 @@ from airdock.images import EcrRegistry
 
 GET_TOKEN_ACTION = "ecr:GetAuthorizationToken"  # noqa: S105 - an IAM action name
 _ACTION_IN_MESSAGE = re.compile(r"not authorized to perform: (ecr:\w+)")
+_TOKEN_VALUE = re.compile(r"""(authorizationToken['"]?\s*[:=]\s*['"]?)[A-Za-z0-9+/=_-]+""")
+REDACTED = "***"
+# botocore's loggers that write response bodies (and parsed responses) at DEBUG.
+_BODY_LOGGERS = ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.retryhandler")
+
+
+class _TokenRedactingFilter(logging.Filter):
+    """Blank the value of every ``authorizationToken`` in a record (botocore's DEBUG response bodies)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot be formatted is not ours to judge
+            return True
+        if "authorizationToken" in text:
+            record.msg = _TOKEN_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+            record.args = None
+        return True
+
+
+_FILTER = _TokenRedactingFilter()
+
+
+def redact_token_logging() -> None:
+    """Install the redacting filter on botocore's body-logging loggers (idempotent)."""
+    for name in _BODY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+redact_token_logging()
 
 
 class EcrTokenSource:
@@ -34,9 +76,15 @@ class EcrTokenSource:
     in error messages (e.g. "the Airflow connection 'aws_default'").
     """
 
-    def __init__(self, client: Any, where: str = "the AWS credential chain") -> None:
+    def __init__(
+        self,
+        client: Any,
+        where: str = "the AWS credential chain",
+        on_secret: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._where = where
+        self._on_secret = on_secret
 
     def fetch(self, registry: EcrRegistry | None) -> RegistryCredentials:
         """Call GetAuthorizationToken for ``registry`` (its account when the host names one).
@@ -82,7 +130,13 @@ class EcrTokenSource:
             raise RegistryAuthError(f"GetAuthorizationToken failed for {label}: {exc}") from None
 
         data = reply["authorizationData"][0]
-        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        token = str(data["authorizationToken"])
+        if self._on_secret is not None:
+            self._on_secret(token)  # masked before it is even decoded
+        username, _, password = base64.b64decode(token).decode().partition(":")
+        if self._on_secret is not None:
+            for form in (password, f"{username}:{password}"):
+                self._on_secret(form)
         expires = data["expiresAt"]
         expires_at = expires.timestamp() if isinstance(expires, datetime) else float(expires)
         host = registry.host if registry is not None else urlparse(str(data.get("proxyEndpoint", ""))).netloc
