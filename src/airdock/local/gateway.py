@@ -46,15 +46,16 @@ API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # ECR's manifest size limit
 
-# Every authentication failure is a 401 with a Basic challenge, so clients (the docker daemon,
-# airdock's own retry) see one signal for "get a fresh token"; the body carries ECR's wording:
-# none or garbled → "Not Authorized" (real ECR sends that as bare text; here it is a Distribution
-# error so clients parse it); expired → DENIED "Your authorization token has expired. ...";
-# unknown password or wrong user → DENIED "Your authorization token is invalid.". (Real ECR
-# answers 403 and 400 for the last two; the docker CLI shows the same line either way.)
+# Authentication failures as real ECR answers them: no credentials at all → 401 with a Basic
+# challenge (so clients, the docker daemon included, send their login; body "Not Authorized" —
+# real ECR sends that as bare text, here it is a Distribution error so clients parse it); an
+# expired token → 403 DENIED "Your authorization token has expired. ..."; a malformed one (not
+# Basic, not base64, not user AWS, or a password never issued) → 400 DENIED "Your authorization
+# token is invalid.". The docker CLI shows the DENIED line either way, and airdock's reactive
+# refresh keys on that wording, not on the status code.
 STATUS_NO_CREDENTIALS = 401
-STATUS_EXPIRED = 401
-STATUS_INVALID = 401
+STATUS_EXPIRED = 403
+STATUS_INVALID = 400
 MSG_NOT_AUTHORIZED = "Not Authorized"
 MSG_EXPIRED = "Your authorization token has expired. Reauthenticate and try again."
 MSG_INVALID = "Your authorization token is invalid."
@@ -106,19 +107,23 @@ class AuthResult(enum.Enum):
 
 
 def check_authorization(header: str | None, check_password: Callable[[str], TokenState]) -> AuthResult:
-    """Classify an ``Authorization`` header the way ECR does; never raises."""
-    if not header:
+    """Classify an ``Authorization`` header the way ECR does; never raises.
+
+    No header → MISSING; anything present that is not a valid ``AWS`` login — another scheme,
+    bad base64, no password, another user, a password never issued — → INVALID (malformed).
+    """
+    if not header or not header.strip():
         return AuthResult.MISSING
     scheme, _, encoded = header.strip().partition(" ")
     if scheme.lower() != "basic" or not encoded.strip():
-        return AuthResult.MISSING
+        return AuthResult.INVALID
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        return AuthResult.MISSING
+        return AuthResult.INVALID
     user, sep, password = decoded.partition(":")
     if not sep or not password:
-        return AuthResult.MISSING
+        return AuthResult.INVALID
     state = check_password(password)
     if user != ECR_USER:
         # ECR tokens embed the user; a valid password under another user is not a valid login.
@@ -226,9 +231,9 @@ def create_gateway_app(settings: StackSettings, store: Store, tags: TagLookup | 
 
     def denied(result: AuthResult) -> Response:
         if result is AuthResult.EXPIRED:
-            return _error(STATUS_EXPIRED, "DENIED", MSG_EXPIRED, **{"WWW-Authenticate": realm})
+            return _error(STATUS_EXPIRED, "DENIED", MSG_EXPIRED)
         if result is AuthResult.INVALID:
-            return _error(STATUS_INVALID, "DENIED", MSG_INVALID, **{"WWW-Authenticate": realm})
+            return _error(STATUS_INVALID, "DENIED", MSG_INVALID)
         return _error(
             STATUS_NO_CREDENTIALS, "UNAUTHORIZED", MSG_NOT_AUTHORIZED, **{"WWW-Authenticate": realm}
         )
