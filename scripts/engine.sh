@@ -77,7 +77,9 @@ ensure() {
     mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$(dirname "$LOG")"
     rm -f "$SOCK"
     say "starting dockerd (data root $DATA_ROOT)"
-    setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+    # Its own identity key: engines sharing /etc/docker/key.json report the same `docker info` ID.
+    printf '{"deprecated-key-path": "%s"}\n' "$ROOT/docker/key.json" >"$ROOT/docker/daemon.json"
+    setsid dockerd --config-file "$ROOT/docker/daemon.json" --bridge=none --iptables=false --ip6tables=false \
         --data-root "$DATA_ROOT" --exec-root "$EXEC_ROOT" --pidfile "$PIDFILE" \
         -H "unix://$SOCK" >"$LOG" 2>&1 </dev/null &
     echo "$!" >"$SHORT/started-by-airdock"

@@ -122,6 +122,36 @@ def local_up(
     if deny_action:
         overrides["denied_actions"] = tuple(deny_action)
     LocalStack(data_dir).up(overrides, progress=lambda line: err.print(f"local: {line}"))
+    _base_image(required=False)
+
+
+@local_app.command("base-image")
+def local_base_image() -> None:
+    """Make the offline base image airdock-local/busybox:latest (scratch + static busybox) on the engine.
+
+    Dockerfiles can start FROM it with no registry at all (examples/scraper does). `airdock local up`
+    makes it too when a Docker engine answers.
+    """
+    _base_image(required=True)
+
+
+def _base_image(*, required: bool) -> None:
+    import docker.errors
+
+    from airdock.engine.client import docker_client
+    from airdock.errors import PrerequisiteError
+    from airdock.local.images import BASE_IMAGE, ensure_base_image
+
+    try:
+        image_id = ensure_base_image(docker_client(timeout=120))
+    except (PrerequisiteError, docker.errors.DockerException) as exc:
+        if required:
+            raise PrerequisiteError(f"could not make the base image {BASE_IMAGE}: {exc}") from None
+        err.print(f"local: base image {BASE_IMAGE} not made ({exc}); run `airdock local base-image` later")
+        return
+    err.print(
+        f"local: base image {BASE_IMAGE} ready ({image_id.removeprefix('sha256:')[:12]}): FROM it offline"
+    )
 
 
 @local_app.command("down")

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from airdock.engine.client import docker_client
 from airdock.errors import ConfigError
-from airdock.images import EcrRegistry, parse_ecr_host
+from airdock.images import EcrRegistry, ecr_registry_at
 from airdock.publish import (
     PublishResult,
     PushProgress,
@@ -121,9 +121,7 @@ def _registry(host: str | None) -> EcrRegistry | None:
     text = host.strip().lower()
     if "://" in text or "/" in text or not text:
         raise ConfigError(f"invalid --registry {host!r}: write only host or host:port, e.g. 127.0.0.1:5780")
-    return parse_ecr_host(text) or EcrRegistry(
-        host=text, account_id=None, region=None, fips=False, partition=None, custom=True
-    )
+    return ecr_registry_at(text)
 
 
 def _docker_api() -> Any:

@@ -38,8 +38,9 @@ from urllib.parse import urlparse
 
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import GET_TOKEN_ACTION, EcrTokenSource
+from airdock.engine.client import describe_engine_error
 from airdock.errors import AccessDeniedError, ConfigError, RegistryAuthError
-from airdock.images import EcrRegistry, ImageRef, ecr_registry_for, parse_ecr_host, parse_registry_list
+from airdock.images import EcrRegistry, ImageRef, ecr_registry_at, ecr_registry_for, parse_registry_list
 
 __all__ = [
     "CHECK_AIRFLOW",
@@ -342,30 +343,11 @@ def resolve_registry(
         return found
     if host is None:
         return None
-    return parse_ecr_host(host) or EcrRegistry(
-        host=host, account_id=None, region=None, fips=False, partition=None, custom=True
-    )
+    return ecr_registry_at(host)
 
 
 # ---------------------------------------------------------------------------------------------
 # The checks
-
-
-def _engine_error(exc: BaseException) -> str:
-    """Why the engine did not answer, in words: docker-py wraps the socket error in several layers."""
-    text = str(exc)
-    for marker, words in (
-        ("FileNotFoundError", "no socket there"),
-        ("No such file or directory", "no socket there"),
-        ("ConnectionRefusedError", "connection refused (nothing listens)"),
-        ("Connection refused", "connection refused (nothing listens)"),
-        ("PermissionError", "permission denied on the socket"),
-        ("Permission denied", "permission denied on the socket"),
-        ("timed out", "timed out"),
-    ):
-        if marker in text:
-            return words
-    return _one_line(exc)
 
 
 def check_engine(client_factory: Callable[[], Any], where: str) -> tuple[CheckResult, Any | None]:
@@ -374,7 +356,7 @@ def check_engine(client_factory: Callable[[], Any], where: str) -> tuple[CheckRe
         client = client_factory()
         version = client.version()
     except Exception as exc:  # any failure to talk to the engine is this check's verdict
-        return failed(CHECK_ENGINE, f"no answer at {where}: {_engine_error(exc)}", FIX_ENGINE), None
+        return failed(CHECK_ENGINE, f"no answer at {where}: {describe_engine_error(exc)}", FIX_ENGINE), None
     detail = f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) at {where}"
     return passed(CHECK_ENGINE, detail), client
 

@@ -245,10 +245,17 @@ def ecr_registry_for(ref: ImageRef, extra_hosts: Iterable[str] = ()) -> EcrRegis
         return standard
     listed = {host.strip().lower() for host in extra_hosts}
     if ref.registry.lower() in listed:
-        return EcrRegistry(
-            host=ref.registry, account_id=None, region=None, fips=False, partition=None, custom=True
-        )
+        return ecr_registry_at(ref.registry)
     return None
+
+
+def ecr_registry_at(host: str) -> EcrRegistry:
+    """The ECR registry at ``host`` (``host`` or ``host:port``): parsed when it is a standard ECR host,
+    else a *custom* one (a VPC endpoint, a custom DNS name, the local stack) whose account and region
+    are unknown — the caller's AWS identity and configured region decide them."""
+    return parse_ecr_host(host) or EcrRegistry(
+        host=host, account_id=None, region=None, fips=False, partition=None, custom=True
+    )
 
 
 def parse_registry_list(value: str | None) -> tuple[str, ...]:

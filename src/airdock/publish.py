@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airdock.auth.credentials import RegistryCredentials
-from airdock.auth.ecr import denied_action
+from airdock.engine.registry_errors import Refusal, classify, denied_action, first_line
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError
 from airdock.images import EcrRegistry, parse_image_ref
 
@@ -74,22 +74,6 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 
-# The registry refusing the token itself (expired, invalid, missing): worth one fresh token.
-_AUTH_REFUSED = re.compile(
-    r"no basic auth credentials|authorization token has expired|authorization token is invalid|"
-    r"\b401\b|unauthorized|authentication required",
-    re.IGNORECASE,
-)
-_REPO_MISSING = re.compile(r"NAME_UNKNOWN|name unknown|repository with name '[^']*' does not exist", re.I)
-_TAG_INVALID = re.compile(
-    r"TAG_INVALID|tag invalid|cannot be overwritten because the repository is immutable", re.I
-)
-_UNREACHABLE = re.compile(
-    r"connection refused|no such host|i/o timeout|dial tcp|tls handshake timeout|network is unreachable|"
-    r"connection reset|server misbehaving|503 Service Unavailable",
-    re.IGNORECASE,
-)
-_DENIED = re.compile(r"\bdenied\b|403 Forbidden|not authorized to perform", re.IGNORECASE)
 _NOT_FOUND_CODES = ("RepositoryNotFoundException",)
 _DENIED_CODES = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
 _GIT_TIMEOUT_S = 20.0
@@ -351,13 +335,16 @@ def build_image(api: Any, spec: BuildSpec, reporter: Reporter) -> str:
 
 def build_failure_message(spec: BuildSpec, step: str | None, message: str) -> str:
     """One line: where the build failed (the step) and the daemon's reason."""
-    reason = _one_line(message)
+    reason = first_line(message)
     where = f"Dockerfile {spec.dockerfile}"
     if step is None:
         if "dockerfile parse error" in reason.lower() or "unknown instruction" in reason.lower():
             return f"{where} is invalid: {reason}"
         return f"build of {spec.context} failed ({where}): {reason}"
-    return f"build failed at {step} ({where}): {reason}"
+    hint = ""
+    if "airdock-local/" in step and step.split(" : ", 1)[-1].upper().startswith("FROM "):
+        hint = "; that offline base image is made by `airdock local up` or `airdock local base-image`"
+    return f"build failed at {step} ({where}): {reason}{hint}"
 
 
 # -- repository -----------------------------------------------------------------------------------
@@ -422,7 +409,7 @@ def ensure_repository(
             return RepositoryState(name, created=False)
         if code == "InvalidParameterException":
             raise ConfigError(
-                f"invalid repository name {name!r}: ECR refused it ({_one_line(_client_error_message(exc))})"
+                f"invalid repository name {name!r}: ECR refused it ({first_line(_client_error_message(exc))})"
             ) from None
         raise _repository_error(name, "CreateRepository", exc) from None
     except BotoCoreError as exc:
@@ -443,7 +430,7 @@ def _repository_error(name: str, operation: str, exc: ClientError) -> AirdockErr
             "policy (see `airdock iam-policy maintainer`), or create the repository beforehand",
             action=action,
         )
-    return PublishError(f"{operation} failed for repository '{name}': {code}: {_one_line(message)}")
+    return PublishError(f"{operation} failed for repository '{name}': {code}: {first_line(message)}")
 
 
 def _delete_if_empty(ecr: Any, name: str, registry_id: str | None, reporter: Reporter) -> None:
@@ -451,7 +438,7 @@ def _delete_if_empty(ecr: Any, name: str, registry_id: str | None, reporter: Rep
     try:
         ecr.delete_repository(repositoryName=name, force=False, **ids)
     except (ClientError, BotoCoreError) as exc:
-        reporter.note(f"could not delete repository {name}, created by this push: {_one_line(str(exc))}")
+        reporter.note(f"could not delete repository {name}, created by this push: {first_line(str(exc))}")
         return
     reporter.note(f"deleted repository {name} again: this push created it and could push nothing to it")
 
@@ -505,30 +492,30 @@ def push_failure(
 ) -> AirdockError:
     """The one-line error for a push the daemon or registry refused."""
     ref = f"{registry}/{repository}:{tag}"
-    line = _one_line(message)
+    refusal = classify(message)
+    line = refusal.line
     already = f" (already pushed: {', '.join(pushed)})" if pushed else ""
-    action = denied_action(message)
-    if action:
+    if refusal.kind is Refusal.DENIED_ACTION:
         return AccessDeniedError(
-            f"access denied pushing {ref}: your AWS identity lacks {action} on repository '{repository}'; "
-            f"add it to its IAM policy (see `airdock iam-policy pusher`){already}",
-            action=action,
+            f"access denied pushing {ref}: your AWS identity lacks {refusal.action} on repository "
+            f"'{repository}'; add it to its IAM policy (see `airdock iam-policy pusher`){already}",
+            action=refusal.action,
         )
-    if _TAG_INVALID.search(message):
+    if refusal.kind is Refusal.TAG_IMMUTABLE:
         return PublishError(
             f"tag '{tag}' already exists in repository '{repository}' for another image and the "
             f"repository's tags are immutable: push under a new --tag, or delete that image first{already}"
         )
-    if _REPO_MISSING.search(message):
+    if refusal.kind is Refusal.REPOSITORY_MISSING:
         return PublishError(
             f"repository '{repository}' does not exist in registry {registry}: create it (your AWS identity "
             "needs ecr:CreateRepository for `airdock push` to do it) and push again"
         )
-    if _AUTH_REFUSED.search(message):
+    if refusal.kind is Refusal.AUTH_REFUSED:
         return PublishError(f"registry {registry} refused the credentials for {ref}: {line}")
-    if _UNREACHABLE.search(message):
+    if refusal.kind is Refusal.UNREACHABLE:
         return PublishError(f"registry {registry} unreachable while pushing {ref}: {line}{already}")
-    if _DENIED.search(message):
+    if refusal.kind is Refusal.DENIED:
         return AccessDeniedError(f"access denied pushing {ref}: {line}{already}")
     return PublishError(f"push of {ref} failed: {line}{already}")
 
@@ -641,7 +628,7 @@ def publish(
     except Exception as exc:
         if state.created:
             _delete_if_empty(ecr, repository, registry_id, reporter)
-        raise PublishError(f"could not tag the image as {name}: {_one_line(str(exc))}") from None
+        raise PublishError(f"could not tag the image as {name}: {first_line(str(exc))}") from None
 
     started = time.monotonic()
     pushed: list[str] = []
@@ -655,7 +642,7 @@ def publish(
             progress = _push_once(api, name, tag, creds, reporter)
         except _PushRefused as exc:
             message = str(exc)
-            if not refreshed and denied_action(message) is None and _AUTH_REFUSED.search(message):
+            if not refreshed and classify(message).kind is Refusal.AUTH_REFUSED:
                 reporter.note(f"registry {host} refused the cached token; fetching a fresh one and retrying")
                 creds = credentials.refresh(creds)
                 refreshed = True
@@ -696,8 +683,3 @@ def _client_error_message(exc: ClientError) -> str:
 def _api_error_text(exc: Any) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)
-
-
-def _one_line(message: str) -> str:
-    text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
-    return text or "no detail"

@@ -98,8 +98,8 @@ def dag_env(
         AIRFLOW__AIRDOCK__ECR_REGISTRIES=stack.settings.registry_host,
         AIRDOCK_LOCAL_REGISTRY=stack.settings.registry_host,
         XDG_CACHE_HOME=str(cache_home),
-        **extra_env,
     )
+    env.update(extra_env)
     return env
 
 

@@ -26,6 +26,7 @@ import pytest
 from airdock.airflow.connection_sync import StoredConnection, split_registry_host, why_update
 from airdock.local import settings as local_settings
 from tests.conftest import AIRDOCK, StackHandle, free_port, make_env
+from tests.e2e.conftest import Deployment, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +76,6 @@ class Env:
             AIRFLOW__AIRDOCK__ECR_REGISTRIES=self.registry,
             AIRDOCK_LOCAL_REGISTRY=self.registry,
             AIRDOCK_REGISTRY="",
-            AIRDOCK_API_CONN_ID="",
             AWS_ENDPOINT_URL_ECR=stack.settings.api_url,
             AWS_ACCESS_KEY_ID=local_settings.LOCAL_ACCESS_KEY_ID,
             AWS_SECRET_ACCESS_KEY=local_settings.LOCAL_SECRET_ACCESS_KEY,
@@ -109,8 +109,8 @@ class Env:
         assert conn is not None, f"connection {conn_id} was not written"
         return dict(conn)
 
-    def dags_test(self) -> str:
-        result = self.run(AIRFLOW, "dags", "test", DAG_ID)
+    def dags_test(self, dag_id: str = DAG_ID) -> str:
+        result = self.run(AIRFLOW, "dags", "test", dag_id)
         output = result.stdout + result.stderr
         state = re.search(r"DagRun Finished: .*state=(\w+)", output)
         assert state is not None, output[-3000:]
@@ -197,7 +197,7 @@ def test_cli_writes_a_working_login_then_writes_nothing_until_near_expiry(env: E
     assert token_calls(stack) == calls + 1
     conn = env.connection()
     assert_docker_login(env, conn)
-    assert gateway_status(stack, conn["password"] + "x") == 401  # the check above can fail
+    assert gateway_status(stack, conn["password"] + "x") == 400  # the check above can fail (ECR: 400)
     password = conn["password"]
     assert password not in first.stdout + first.stderr
 
@@ -271,15 +271,32 @@ def test_cli_failures_are_one_actionable_line(env: Env, tmp_path: Path) -> None:
 # -- the operator, through Airflow's task runner ------------------------------------------------
 
 
-def test_example_dag_keeps_docker_default_fresh(env: Env) -> None:
+ORM_DAG = """
+from datetime import datetime
+import os
+
+from airflow.sdk import DAG
+
+from airdock.airflow.connection_sync import EcrConnectionSyncOperator
+
+with DAG("airdock_e2e_sync_orm", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    EcrConnectionSyncOperator(
+        task_id="sync", registry=os.environ["AIRDOCK_LOCAL_REGISTRY"], api_conn_id=None,  # the ORM, chosen
+    )
+"""
+
+
+def test_the_orm_chosen_explicitly_keeps_docker_default_fresh_under_dags_test(env: Env) -> None:
     stack = env.stack
     calls = token_calls(stack)
+    (env.home / "dags" / "orm.py").write_text(ORM_DAG)
 
-    output = env.dags_test()
+    output = env.dags_test("airdock_e2e_sync_orm")
     assert token_calls(stack) == calls + 1
     conn = env.connection()
     assert_docker_login(env, conn)
     assert "docker_default: updated for " in output
+    assert "written to the Airflow metadata database" in output
     assert conn["password"] not in output, "the registry password leaked into the task output"
     xcoms = env.read()["xcoms"]
     assert any('"updated": true' in value.lower() or "'updated': true" in value.lower() for value in xcoms), (
@@ -288,10 +305,23 @@ def test_example_dag_keeps_docker_default_fresh(env: Env) -> None:
     assert not any(conn["password"] in value for value in xcoms), "the password went to XCom"
 
     env.new_cache()
-    again = env.dags_test()
+    again = env.dags_test("airdock_e2e_sync_orm")
     assert "docker_default: still valid until " in again
     assert token_calls(stack) == calls + 1, "a fresh stored token must not cost a GetAuthorizationToken call"
     assert env.connection() == conn
+
+
+def test_without_the_api_connection_the_operator_says_so_and_never_tries_the_orm(env: Env) -> None:
+    calls = token_calls(env.stack)
+    result = env.run(AIRFLOW, "dags", "test", DAG_ID)
+    output = result.stdout + result.stderr
+    assert re.search(r"DagRun Finished: .*state=failed", output), output[-3000:]
+    assert (
+        "AirflowFailException: the Airflow connection 'airflow_api' (api_conn_id) is not defined: create an "
+        "HTTP connection to the api-server"
+    ) in output, output[-3000:]
+    assert env.read()["connection"] is None, "nothing was written through the ORM"
+    assert token_calls(env.stack) == calls
 
 
 @pytest.fixture
@@ -333,13 +363,12 @@ def api_server(env: Env) -> Iterator[str]:
         log.close()
 
 
-def test_operator_writes_through_the_rest_api_when_given_api_conn_id(env: Env, api_server: str) -> None:
+def test_the_example_writes_through_the_rest_api_of_its_api_connection(env: Env, api_server: str) -> None:
     added = env.run(
         AIRFLOW, "connections", "add", "docker_default", "--conn-type", "docker",
         "--conn-extra", json.dumps({"reauth": False, "email": "ops@example.org", "api_password": "kept"}),
     )  # fmt: skip
     assert added.returncode == 0, added.stderr[-2000:]
-    env.vars["AIRDOCK_API_CONN_ID"] = "airflow_api"
     env.vars["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(
         {"conn_type": "http", "host": api_server, "login": API_USER, "password": API_PASSWORD}
     )
@@ -378,3 +407,34 @@ except ConfigError as exc:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ConfigError:" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "api_conn_id" in result.stdout
+
+
+def test_the_example_dag_runs_unchanged_on_a_worker_where_the_orm_is_blocked(
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
+) -> None:
+    """An executor-run task (the task SDK's supervisor, the ORM blocked): the REST path is the only way."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(EXAMPLE_DAG, dags / EXAMPLE_DAG.name)
+    connection = {"conn_type": "http", "host": deployment.url}
+    connection.update(login=deployment.user, password=deployment.password)
+    calls = token_calls(stack)
+    run = run_dag(
+        deployment.home, dags, DAG_ID, stack, tmp_path / "cache", deployment=deployment,
+        AIRFLOW_CONN_AIRFLOW_API=json.dumps(connection),
+    )  # fmt: skip
+    assert run.state == "success", run.output[-4000:]
+    logs = "".join(
+        path.read_text(errors="replace")
+        for path in (deployment.home / "logs" / f"dag_id={DAG_ID}").rglob("*.log")
+    )
+    assert f"written to the Airflow API at {deployment.url}" in logs, logs[-3000:]
+    assert token_calls(stack) == calls + 1
+    response = httpx.get(
+        f"{deployment.url}/api/v2/connections/docker_default",
+        headers={"Authorization": f"Bearer {deployment.token()}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["login"] == "AWS"
+    assert json.loads(response.json()["extra"])["airdock"]["registry"] == stack.settings.registry_host

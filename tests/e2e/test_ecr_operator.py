@@ -311,3 +311,51 @@ def test_an_unwritable_token_cache_never_fails_the_task(
     assert f"the token cache directory {frozen} cannot be written" in warnings[0]
     assert "[airdock] token_cache_dir" in warnings[0]
     assert list(frozen.iterdir()) == []
+
+
+SHARED_DAG = """
+    import os
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    from airdock.airflow import EcrDockerOperator
+
+    with DAG("airdock_e2e_shared_token", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        EcrDockerOperator(task_id="run", image=os.environ["AIRDOCK_E2E_IMAGE"], pull_policy="always",
+                          command=["cat", "/hello.txt"])
+"""
+
+
+def test_airdock_push_and_the_tasks_of_a_host_share_one_cached_token(
+    stack: StackHandle, airflow_home: Path, tmp_path: Path
+) -> None:
+    """The analyst pushes with the shell's credentials, a task pulls with an Airflow connection holding
+    the same ones: one GetAuthorizationToken call for both (one identity key, one host cache)."""
+    import os
+
+    from tests.conftest import AIRDOCK
+
+    cache = tmp_path / "cache"
+    context = tmp_path / "job"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM airdock-local/busybox:latest\nCOPY hello.txt /hello.txt\n")
+    (context / "hello.txt").write_text("shared-token-job\n")
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "XDG_"))}
+    shell.update(stack.settings.client_environment(), XDG_CACHE_HOME=str(cache))
+    before = token_calls(stack)
+    pushed = subprocess.run(
+        [*AIRDOCK, "push", str(context), "--repo", "e2e/shared", "--tag", "v1"],
+        capture_output=True, text=True, env=shell, check=False, timeout=300,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert token_calls(stack) == before + 1
+
+    dags = tmp_path / "dags"
+    write_dag(dags, "shared", SHARED_DAG)
+    image = f"{stack.settings.registry_host}/e2e/shared:v1"
+    run = run_dag(airflow_home, dags, "airdock_e2e_shared_token", stack, cache, AIRDOCK_E2E_IMAGE=image)
+    assert run.state == "success", run.output[-4000:]
+    assert "shared-token-job" in run.output
+    assert f"ECR token for {stack.settings.registry_host} from the host cache" in run.output
+    assert token_calls(stack) == before + 1, "the task used the token the push had cached"

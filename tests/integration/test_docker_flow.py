@@ -1,4 +1,8 @@
-"""The stack's tokens with a real Docker engine: login, push, pull, expiry and ECR's errors."""
+"""The stack's tokens with a real Docker engine: push, pull, expiry and ECR's errors.
+
+Credentials go to the engine the way airdock sends them — per request, as ``auth_config`` of a
+pull or push — never through ``docker login`` (which airdock never calls).
+"""
 
 from __future__ import annotations
 
@@ -41,14 +45,11 @@ def remove_local(client: Any, ref: str) -> None:
         client.images.remove(ref, force=True)
 
 
-def test_token_works_for_login_push_and_pull(stack: StackHandle, docker_client: Any, base_image: str) -> None:
+def test_token_works_for_push_and_pull(stack: StackHandle, docker_client: Any, base_image: str) -> None:
     stack.ensure_repository("flow/app")
     ref = f"{stack.settings.registry_host}/flow/app:v1"
     docker_client.images.get(base_image).tag(ref)
     auth = stack.auth_config()
-
-    login = docker_client.login(registry=stack.settings.registry_host, reauth=True, **auth)
-    assert login["Status"] == "Login Succeeded"
 
     digest = push(docker_client, ref, auth)
     assert digest.startswith("sha256:")
@@ -80,8 +81,10 @@ def test_the_same_token_is_refused_as_expired_after_the_ttl(
         docker.errors.APIError, match=r"Your authorization token has expired\. Reauthenticate"
     ):
         docker_client.images.pull(ref, auth_config=auth)
-    with pytest.raises(docker.errors.APIError):
-        docker_client.login(registry=short_stack.settings.registry_host, reauth=True, **auth)
+    docker_client.images.get(base_image).tag(ref)
+    with pytest.raises(docker.errors.APIError, match=r"Your authorization token has expired"):
+        push(docker_client, ref, auth)
+    remove_local(docker_client, ref)
 
     fresh = short_stack.auth_config()
     docker_client.images.pull(ref, auth_config=fresh)
@@ -113,12 +116,35 @@ def test_push_to_a_repository_never_created_fails_with_ecr_wording(
     assert stack.ecr().describe_repositories()["repositories"] is not None
 
 
-def test_docker_config_json_is_not_written(stack: StackHandle, docker_client: Any, tmp_path: Path) -> None:
-    """The SDK's login keeps credentials in memory; nothing lands in ~/.docker/config.json."""
+def test_airdocks_pull_leaves_no_login_behind(
+    stack: StackHandle, docker_client: Any, base_image: str
+) -> None:
+    """What airdock does — a pull with per-request credentials — stores them nowhere: no docker config
+    file, and the engine itself does not remember them (a pull without credentials is refused)."""
+    from airdock.auth.cache import CachedCredentials, TokenCache
+    from airdock.auth.ecr import EcrTokenSource
+    from airdock.engine.pull import PullPolicy, ensure_image
+    from airdock.images import ecr_registry_for, parse_image_ref
+
+    stack.ensure_repository("flow/nologin")
+    ref = f"{stack.settings.registry_host}/flow/nologin:v1"
+    docker_client.images.get(base_image).tag(ref)
+    push(docker_client, ref, stack.auth_config())
+    remove_local(docker_client, ref)
     config = Path.home() / ".docker" / "config.json"
     before = config.read_text() if config.exists() else None
-    password = stack.password()
-    docker_client.login(registry=stack.settings.registry_host, username="AWS", password=password, reauth=True)
+    registry = ecr_registry_for(parse_image_ref(ref), [stack.settings.registry_host])
+    assert registry is not None
+    source = EcrTokenSource(stack.ecr())
+    credentials = CachedCredentials(
+        TokenCache(Path(docker_client.info()["DockerRootDir"]).parent / "nologin-cache"),
+        registry.host,
+        lambda: source.fetch(registry),
+    )
+    assert ensure_image(docker_client.api, parse_image_ref(ref), PullPolicy.ALWAYS, credentials).pulled
     after = config.read_text() if config.exists() else None
     assert after == before
-    assert after is None or password not in after
+    assert after is None or credentials.get().password not in after
+    remove_local(docker_client, ref)
+    with pytest.raises(docker.errors.APIError, match="no basic auth credentials"):
+        docker_client.images.pull(ref)

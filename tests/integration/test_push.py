@@ -24,6 +24,9 @@ from airdock.auth.ecr import EcrTokenSource
 from airdock.images import EcrRegistry
 from airdock.publish import RepositoryOptions, SilentReporter, publish, resolve_build
 from tests.conftest import AIRDOCK, StackHandle, stacks_denying
+from tests.integration.test_docker_flow import remove_local
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -326,3 +329,36 @@ def test_a_refused_cached_token_is_renewed_once(
     assert any("refused the cached token" in note for note in reporter.notes), reporter.notes
     renewed = credentials.cache.peek(credentials.key)
     assert renewed is not None and renewed.password != expired.password
+
+
+def test_the_example_job_pushes_as_a_new_user_would_try_it(
+    stack: StackHandle, home: Path, docker_client: Any
+) -> None:
+    """`airdock local up` (or `local base-image`) makes the offline base; the example's context needs
+    nothing else, and the pushed job runs."""
+    env = env_for(stack, home)
+    base = subprocess.run(
+        [*AIRDOCK, "local", "base-image"], capture_output=True, text=True, env=env, check=False, timeout=300
+    )
+    assert base.returncode == 0, base.stderr
+    assert "base image airdock-local/busybox:latest ready" in base.stderr
+    result = run_push(env, str(ROOT / "examples" / "scraper"), "--repo", "push/example", "--tag", "v1")
+    assert result.returncode == 0, result.stderr
+    ref = f"{stack.settings.registry_host}/push/example:v1"
+    assert f"tag    {ref}" in result.stdout
+    remove_local(docker_client, ref)
+    docker_client.images.pull(ref, auth_config=stack.auth_config())
+    output = docker_client.containers.run(ref, remove=True).decode()
+    assert "scraper: done" in output
+    assert output.strip().splitlines()[-1] == '{"pages": 3, "items": 42}'
+
+
+def test_a_missing_offline_base_image_says_how_to_make_it(
+    stack: StackHandle, home: Path, tmp_path: Path
+) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM airdock-local/not-made-yet:latest\nCOPY Dockerfile /x\n")
+    line = error_line(run_push(env_for(stack, home), str(context), "--repo", "push/nobase"))
+    assert line.startswith("build failed at Step 1/2 : FROM airdock-local/not-made-yet:latest"), line
+    assert line.endswith("made by `airdock local up` or `airdock local base-image`"), line

@@ -41,7 +41,7 @@ from airdock.auth.cache import CachedToken
 from airdock.auth.credentials import RegistryCredentials
 from airdock.durations import parse_duration
 from airdock.errors import AirdockError, ConfigError
-from airdock.images import EcrRegistry, parse_ecr_host
+from airdock.images import EcrRegistry, ecr_registry_at, parse_ecr_host
 
 # A 6-hourly schedule checks a token at most 6 h after the last check; 7 h leaves an hour for a
 # late or retried run. ECR tokens last 12 h, so every run on that schedule finds either a token
@@ -49,6 +49,7 @@ from airdock.images import EcrRegistry, parse_ecr_host
 DEFAULT_MIN_REMAINING = "7h"
 DEFAULT_DOCKER_CONN_ID = "docker_default"
 DEFAULT_AWS_CONN_ID = "aws_default"
+DEFAULT_API_CONN_ID = "airflow_api"  # an HTTP connection to the api-server (see EcrConnectionSyncOperator)
 ECR_USERNAME = "AWS"
 EXTRA_KEY = "airdock"
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:]+\]|[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?")
@@ -182,7 +183,7 @@ def resolve_registry(registry: str, configured: Sequence[str]) -> EcrRegistry:
     if standard is not None:
         return standard
     if host in {entry.lower() for entry in configured}:
-        return EcrRegistry(host=host, account_id=None, region=None, fips=False, partition=None, custom=True)
+        return ecr_registry_at(host)
     raise ConfigError(
         f"registry {host!r} is not an Amazon ECR host (<account>.dkr.ecr.<region>.amazonaws.com); if it is "
         "an ECR endpoint under another name, list it in [airdock] ecr_registries "
@@ -543,7 +544,16 @@ def rest_store_from_connection(api_conn_id: str) -> RestApiConnectionStore:
     """
     from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection(api_conn_id)
+    try:
+        conn = BaseHook.get_connection(api_conn_id)
+    except Exception as exc:
+        if "isn't defined" not in str(exc) and type(exc).__name__ != "AirflowNotFoundException":
+            raise
+        raise ConfigError(
+            f"the Airflow connection '{api_conn_id}' (api_conn_id) is not defined: create an HTTP connection "
+            "to the api-server (host = its base URL, login/password of a user allowed to edit connections), "
+            "or pass api_conn_id=None where Airflow lets tasks use its metadata database (airflow dags test)"
+        ) from None
     host = (conn.host or "").strip()
     if not host:
         from airflow.configuration import conf
@@ -593,12 +603,11 @@ class EcrConnectionSyncOperator(BaseOperator):  # type: ignore[misc]  # Airflow 
     :param min_remaining: refresh when less than this is left (``"7h"`` or seconds). The default
         suits a 6-hourly schedule with 12 h ECR tokens: an hour of slack for a late run.
     :param api_conn_id: an HTTP connection to the api-server (host = base URL, login/password of a
-        user allowed to edit connections). **Needed in a real Airflow 3 deployment**: task
-        processes started by a worker may not use the metadata database (the task SDK blocks the
-        ORM and its Execution API only reads connections), so the write goes through the public
-        REST API ``/api/v2/connections``. Without it the operator uses Airflow's ORM directly,
-        which works under ``airflow dags test`` and ``dag.test()``, and fails with a one-line
-        error naming this parameter elsewhere.
+        user allowed to edit connections), default ``airflow_api``. The write goes through the
+        public REST API ``/api/v2/connections``: on a real Airflow 3 deployment task processes may
+        not use the metadata database (the task SDK blocks the ORM and its Execution API only reads
+        connections). ``None`` chooses Airflow's ORM instead, explicitly — for ``airflow dags test``
+        and ``dag.test()`` only, where Airflow still allows it; it is never tried first.
     """
 
     template_fields: Sequence[str] = (
@@ -618,7 +627,7 @@ class EcrConnectionSyncOperator(BaseOperator):  # type: ignore[misc]  # Airflow 
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         region_name: str | None = None,
         min_remaining: str | float = DEFAULT_MIN_REMAINING,
-        api_conn_id: str | None = None,
+        api_conn_id: str | None = DEFAULT_API_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

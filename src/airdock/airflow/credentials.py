@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from airdock.airflow.config import option
@@ -17,6 +14,7 @@ from airdock.auth.cache import (
 )
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
+from airdock.auth.identity import AwsIdentity
 from airdock.auth.session import ECR_CLIENT_CONFIG
 from airdock.durations import parse_duration
 from airdock.images import EcrRegistry, parse_registry_list
@@ -25,18 +23,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from airflow.sdk.log import mask_secret
-
-# Environment variables that change which AWS identity or endpoint boto3 resolves.
-_IDENTITY_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_ECR",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-)
 
 
 def configured_ecr_registries() -> tuple[str, ...]:
@@ -76,18 +62,19 @@ def _warn_unwritable(directory: Path, exc: OSError) -> None:
 
 
 def identity_key(hook: Any) -> str:
-    """A stable, secret-free key for the AWS identity a hook will use, computed without AWS calls."""
+    """The secret-free cache key of the AWS identity an ``EcrHook`` will use, computed without AWS calls.
+
+    The connection's own facts first, then the environment as boto3 would fill them: the same
+    key as the ``airdock`` CLI computes for the same credentials (``airdock.auth.identity``).
+    """
     config = hook.conn_config
-    facts = {
-        "conn_id": str(getattr(config, "conn_id", None)),
-        "access_key_id": getattr(config, "aws_access_key_id", None),
-        "role_arn": getattr(config, "role_arn", None),
-        "profile": getattr(config, "profile_name", None),
-        "endpoint_url": getattr(config, "endpoint_url", None),
-        "region": getattr(hook, "region_name", None),
-        "env": {name: os.environ.get(name) for name in _IDENTITY_ENV},
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return AwsIdentity.resolve(
+        access_key_id=getattr(config, "aws_access_key_id", None) or None,
+        profile=getattr(config, "profile_name", None) or None,
+        role_arn=getattr(config, "role_arn", None) or None,
+        endpoint_url=getattr(config, "endpoint_url", None) or None,
+        region=getattr(hook, "region_name", None) or getattr(config, "region_name", None) or None,
+    ).key()
 
 
 class AirflowEcrCredentials(CachedCredentials):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -15,12 +16,14 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
-from airdock.engine.client import engine_mark
+from airdock.engine.client import describe_engine_error, engine_address, engine_mark
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
-from airdock.engine.pull import PullPolicy, ensure_image
+from airdock.engine.pull import PulledImage, PullPolicy, ensure_image
+from airdock.engine.registry_errors import first_line
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, RegistryAuthError
 from airdock.hygiene.model import (
     LABEL_DAG_ID,
+    LABEL_IMAGE,
     LABEL_MAP_INDEX,
     LABEL_RUN_ID,
     LABEL_STARTED_AT,
@@ -28,9 +31,25 @@ from airdock.hygiene.model import (
     LABEL_TRY_NUMBER,
     MANAGED_LABEL,
 )
-from airdock.images import ecr_registry_for, parse_image_ref
+from airdock.images import ImageRef, ecr_registry_for, parse_image_ref
 
 IMAGE_DIGEST_XCOM_KEY = "image_digest"
+_LOGIN_STATUS = re.compile(r"failed with status: ([^\"')]+)")
+
+
+def _engine_gone_errors() -> tuple[type[BaseException], ...]:
+    """What the docker SDK raises when the engine's socket goes away mid-call (not an API answer)."""
+    import requests
+    import urllib3
+
+    return (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+    )
+
+
+_ENGINE_GONE = _engine_gone_errors()
 REMOVE_POLICIES = ("always", "on_success", "never")
 _AUTO_REMOVE_TO_REMOVE = {"never": "never", "success": "on_success", "force": "always"}
 
@@ -102,17 +121,24 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self.auto_gc = auto_gc
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
+        if "{{" not in image:
+            parse_image_ref(image)  # likewise a literal image reference (a templated one: at run time)
 
     def execute(self, context: Any) -> Any:
         from airdock.airflow.hygiene import usage_store
 
+        reference: str = str(getattr(self, "image"))  # noqa: B009  # the provider is untyped
+        try:
+            ref = parse_image_ref(reference)  # a templated reference is checked here, once rendered
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from None  # retrying cannot fix a reference
         usage = usage_store()
         user_labels: Any = getattr(self, "labels", None)
-        self.labels = {**_as_dict(user_labels), **self._task_labels(context)}
+        self.labels = {**_as_dict(user_labels), **self._task_labels(context), LABEL_IMAGE: str(ref)}
         # Mark the image in use before the pull: a GC running now must not remove it under us.
-        with usage.lease([self.image]) as lease:
+        with usage.lease([str(ref)]) as lease:
             try:
-                pulled = self._ensure_image()
+                pulled = self._ensure_image(ref)
             except (ConfigError, AccessDeniedError) as exc:
                 raise AirflowFailException(str(exc)) from None  # retrying cannot help
             except ImagePullError as exc:
@@ -127,14 +153,19 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             self.log.info("running %s, digest %s", pulled.reference, digest)
             context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
             usage.record_use(pulled.image_id, time.time())
+            self.image = pulled.image_id  # create the container from what was pulled, even if the tag moves
             succeeded = False
             try:
                 # The image is present now: run it the way DockerOperator does, minus its own pull.
                 self._normalize_mounts()
                 result = self._run_image()
                 succeeded = True
+            except _ENGINE_GONE as exc:
+                raise AirflowException(self._engine_gone(exc)) from None
             finally:
-                # Success, failure, execution timeout or termination: the remove policy holds.
+                self.image = reference
+                # Success, failure, execution timeout or termination: the remove policy holds. A
+                # failing clean-up is logged, never raised: it must not hide the task's own error.
                 self._dispose_container(succeeded)
         if self.auto_gc:
             self._auto_gc()
@@ -163,8 +194,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             )
         return result
 
-    def _ensure_image(self) -> Any:
-        ref = parse_image_ref(self.image)
+    def _ensure_image(self, ref: ImageRef) -> PulledImage:
         policy = PullPolicy.parse(self.pull_policy)
         registry = ecr_registry_for(ref, configured_ecr_registries())
         credentials = None
@@ -176,7 +206,56 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 cache=token_cache(self.token_refresh_margin),
                 log=self.log,
             )
-        return ensure_image(self.cli, ref, policy, credentials, logger=self.log)
+        return ensure_image(self._engine(ref), ref, policy, credentials, logger=self.log)
+
+    def _engine(self, ref: ImageRef) -> Any:
+        """The engine's API client (``self.cli``), with the hook's failures as one line each.
+
+        The docker provider's hook pings the engine and, with ``docker_conn_id``, logs in to that
+        connection's registry when the client is first made: a wrong password surfaces here.
+        """
+        import docker.errors
+
+        try:
+            return self.cli
+        except docker.errors.APIError as exc:
+            if not self.docker_conn_id:
+                raise
+            registry = self._connection_registry() or ref.registry
+            status = _LOGIN_STATUS.search(str(exc))
+            why = status.group(1).strip() if status else first_line(str(exc.explanation or exc))
+            raise AirflowFailException(
+                f"registry {registry} refused the login of the Airflow connection '{self.docker_conn_id}' "
+                f"({why}): fix that connection's login and password"
+            ) from None
+        except AirflowException as exc:
+            if "Failed to establish connection" not in str(exc) and "Failed to ping" not in str(exc):
+                raise
+            raise AirflowException(
+                f"cannot reach the Docker engine at {self.docker_url}: start it, or point docker_url at it"
+            ) from None
+
+    def _connection_registry(self) -> str | None:
+        from airflow.sdk import BaseHook
+
+        try:
+            conn = BaseHook.get_connection(self.docker_conn_id)
+        except Exception:  # only to name the registry in a message: never fail for it
+            return None
+        if not conn.host:
+            return None
+        return f"{conn.host}:{conn.port}" if conn.port else str(conn.host)
+
+    def _engine_gone(self, exc: BaseException) -> str:
+        """The one line for an engine that stopped answering while the container ran."""
+        container = getattr(self, "container", None) or {}
+        container_id = str(container.get("Id", ""))[:12] or "(not created yet)"
+        address = engine_address(self.cli) if self.hook.client_created else str(self.docker_url)
+        return (
+            f"the Docker engine at {address} stopped answering while container {container_id} ran: "
+            f"{describe_engine_error(exc)}; the container, if the engine kept it, is an orphan the next "
+            "hygiene sweep removes"
+        )
 
     def _task_labels(self, context: Any) -> dict[str, str]:
         ti = context["ti"]
@@ -191,7 +270,10 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         }
 
     def _dispose_container(self, succeeded: bool) -> None:
-        """Stop the container if it still runs; remove it unless ``remove`` says keep. Idempotent."""
+        """Stop the container if it still runs; remove it unless ``remove`` says keep. Idempotent.
+
+        Never raises: on every path it runs after the task's own outcome, which must stay visible.
+        """
         import docker.errors
 
         container = getattr(self, "container", None)
@@ -216,7 +298,14 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         except docker.errors.APIError as exc:
             if getattr(exc, "status_code", None) == 409:  # removal already in progress
                 return
-            self.log.warning("could not clean up container %s: %s", container_id[:12], exc)
+            self.log.warning("could not clean up container %s: %s", container_id[:12], first_line(str(exc)))
+        except _ENGINE_GONE as exc:
+            self.log.warning(
+                "could not clean up container %s: the Docker engine does not answer (%s); the next hygiene "
+                "sweep removes it",
+                container_id[:12],
+                describe_engine_error(exc),
+            )
 
     def _auto_gc(self) -> None:
         from airdock.airflow.hygiene import run_auto_gc

@@ -125,6 +125,18 @@ class TokenCache:
         finally:
             lock.release()
 
+    def put(self, key: str, credentials: RegistryCredentials) -> None:
+        """Store ``credentials`` under ``key`` too (a token fetched for the caller's default registry is
+        also the named registry's); best effort: an unwritable cache only warns."""
+        path = self.path_for(key)
+        try:
+            self._ensure_directory()
+            with FileLock(str(path) + ".lock", timeout=self._lock_timeout, mode=0o600):
+                self._write(path, credentials)
+        except (OSError, LockTimeout) as exc:
+            if isinstance(exc, OSError):
+                self._unwritable(exc)
+
     def peek(self, key: str) -> RegistryCredentials | None:
         """The cached credentials for ``key``, valid or not (for inspection and tests)."""
         entry = self._read(self.path_for(key))

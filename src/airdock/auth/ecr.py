@@ -33,7 +33,6 @@ from airdock.errors import AccessDeniedError, RegistryAuthError
 from airdock.images import EcrRegistry
 
 GET_TOKEN_ACTION = "ecr:GetAuthorizationToken"  # noqa: S105 - an IAM action name
-_ACTION_IN_MESSAGE = re.compile(r"not authorized to perform: (ecr:\w+)")
 _TOKEN_VALUE = re.compile(r"""(authorizationToken['"]?\s*[:=]\s*['"]?)[A-Za-z0-9+/=_-]+""")
 REDACTED = "***"
 # botocore's loggers that write response bodies (and parsed responses) at DEBUG.
@@ -141,9 +140,3 @@ class EcrTokenSource:
         expires_at = expires.timestamp() if isinstance(expires, datetime) else float(expires)
         host = registry.host if registry is not None else urlparse(str(data.get("proxyEndpoint", ""))).netloc
         return RegistryCredentials(registry=host, username=username, password=password, expires_at=expires_at)
-
-
-def denied_action(message: str) -> str | None:
-    """The IAM action an AWS "not authorized to perform: ecr:X" message names, if any."""
-    match = _ACTION_IN_MESSAGE.search(message)
-    return match.group(1) if match else None

@@ -7,23 +7,21 @@ instance role) instead of an Airflow connection.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from airdock.auth.cache import CachedCredentials, TokenCache
+from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
+from airdock.auth.identity import AwsIdentity
 from airdock.images import EcrRegistry
 
 # Bounded retries with backoff for the ECR API itself (botocore's "standard" mode).
 ECR_CLIENT_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15
 )
-_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR")
 
 
 def ecr_client(region: str | None = None, profile: str | None = None) -> Any:
@@ -48,14 +46,19 @@ def registry_credentials(
     )
     where = f"the AWS profile '{profile}'" if profile else "the AWS credential chain"
     source = EcrTokenSource(client, where=where)
-    facts = {
-        "profile": profile,
-        "region": client.meta.region_name,
-        "endpoint": client.meta.endpoint_url,
-        "env": {name: os.environ.get(name) for name in _ENV},
-    }
-    identity = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
-    host = registry.host if registry is not None else "default-registry"
-    return CachedCredentials(
-        cache if cache is not None else TokenCache(), f"{host}|{identity}", lambda: source.fetch(registry)
+    identity = AwsIdentity.resolve(
+        profile=profile, region=(registry.region if registry else None) or client.meta.region_name
     )
+    store = cache if cache is not None else TokenCache()
+    if registry is not None:
+        return CachedCredentials(store, f"{registry.host}|{identity.key()}", lambda: source.fetch(registry))
+
+    def fetch_default() -> RegistryCredentials:
+        # The default registry is known only from the token's proxyEndpoint: file the token under
+        # that host as well, where the tasks of this host (which name the host) look for it.
+        credentials = source.fetch(None)
+        if credentials.registry:
+            store.put(f"{credentials.registry}|{identity.key()}", credentials)
+        return credentials
+
+    return CachedCredentials(store, f"default-registry|{identity.key()}", fetch_default)

@@ -45,3 +45,25 @@ def engine_mark(api: Any) -> Any:
     from airdock.hygiene.usage import EngineMark
 
     return EngineMark(engine_id=str(api.info().get("ID") or "unknown"), address=engine_address(api))
+
+
+_ENGINE_ERROR_WORDS = (
+    ("FileNotFoundError", "no socket there"),
+    ("No such file or directory", "no socket there"),
+    ("ConnectionRefusedError", "connection refused (nothing listens)"),
+    ("Connection refused", "connection refused (nothing listens)"),
+    ("RemoteDisconnected", "it closed the connection"),
+    ("Connection reset", "it reset the connection"),
+    ("PermissionError", "permission denied on the socket"),
+    ("Permission denied", "permission denied on the socket"),
+    ("timed out", "timed out"),
+)
+
+
+def describe_engine_error(exc: BaseException) -> str:
+    """Why the engine did not answer, in words: docker-py wraps the socket error in several layers."""
+    text = str(exc)
+    for marker, words in _ENGINE_ERROR_WORDS:
+        if marker in text:
+            return words
+    return " ".join(text.split()) or type(exc).__name__

@@ -13,6 +13,7 @@ LABEL_RUN_ID = "airdock.run_id"
 LABEL_TRY_NUMBER = "airdock.try_number"
 LABEL_MAP_INDEX = "airdock.map_index"
 LABEL_STARTED_AT = "airdock.started_at"  # ISO 8601, UTC
+LABEL_IMAGE = "airdock.image"  # the reference the task named (the container runs the image id pulled)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Container images built offline, for the demo, the tests and the benchmarks.
 
 No public image can be pulled here, so every image starts ``FROM scratch`` with Debian's static
-busybox (package ``busybox-static``) copied in: a shell, coreutils and nothing else.
+busybox (package ``busybox-static``) copied in: a shell, coreutils and nothing else. The same
+base is kept on the engine as ``airdock-local/busybox:latest`` (:func:`ensure_base_image`, made by
+``airdock local up`` and ``airdock local base-image``), so a job's Dockerfile — the example's in
+``examples/scraper`` — can start ``FROM airdock-local/busybox`` and its context needs nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from airdock.errors import PrerequisiteError
 
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
+BASE_IMAGE = "airdock-local/busybox:latest"
 
 _DOCKERFILE = """\
 FROM scratch
@@ -41,6 +45,16 @@ def _is_static_elf(head: bytes) -> bool:
     return head.startswith(b"\x7fELF") and b"ld-linux" not in head
 
 
+def ensure_base_image(client: Any) -> str:
+    """Make ``airdock-local/busybox:latest`` on the engine unless it is there; return its image id."""
+    import docker.errors
+
+    try:
+        return str(client.images.get(BASE_IMAGE).id)
+    except docker.errors.ImageNotFound:
+        return str(build_image(client, BASE_IMAGE, labels={"airdock.base": "busybox"}).id)
+
+
 def build_image(
     client: Any,
     tag: str,
@@ -52,24 +66,28 @@ def build_image(
 ) -> Any:
     """Build an image with the docker SDK's classic builder and return it (a ``docker.models.images.Image``).
 
-    ``context`` is a directory with its own Dockerfile that starts with the busybox lines of
-    ``_DOCKERFILE`` (``busybox`` is copied into the context for it); without one, a Dockerfile
-    is generated that adds ``files`` (path in image → content) and ``cmd``.
+    ``context`` is a directory with its own Dockerfile, built as it is (the base image
+    ``airdock-local/busybox`` is made first, for Dockerfiles that start from it); without one, a
+    Dockerfile is generated that copies in busybox and adds ``files`` (path in image → content)
+    and ``cmd``.
     """
+    if context is not None:
+        ensure_base_image(client)
+        image, _ = client.images.build(
+            path=str(context), tag=tag, rm=True, forcerm=True, labels=dict(labels or {})
+        )
+        return image
     busybox = static_busybox()
     with tempfile.TemporaryDirectory(prefix="airdock-build-") as tmp:
         root = Path(tmp)
-        if context is not None:
-            shutil.copytree(context, root, dirs_exist_ok=True)
-        else:
-            lines = [_DOCKERFILE]
-            for index, (target, content) in enumerate(sorted((files or {}).items())):
-                source = root / f"file{index}"
-                source.write_bytes(content.encode() if isinstance(content, str) else content)
-                lines.append(f"COPY file{index} {target}\n")
-            if cmd:
-                lines.append("CMD [" + ", ".join(f'"{part}"' for part in cmd) + "]\n")
-            (root / "Dockerfile").write_text("".join(lines))
+        lines = [_DOCKERFILE]
+        for index, (target, content) in enumerate(sorted((files or {}).items())):
+            source = root / f"file{index}"
+            source.write_bytes(content.encode() if isinstance(content, str) else content)
+            lines.append(f"COPY file{index} {target}\n")
+        if cmd:
+            lines.append("CMD [" + ", ".join(f'"{part}"' for part in cmd) + "]\n")
+        (root / "Dockerfile").write_text("".join(lines))
         shutil.copy2(busybox, root / "busybox")
         image, _ = client.images.build(
             path=str(root), tag=tag, rm=True, forcerm=True, labels=dict(labels or {})

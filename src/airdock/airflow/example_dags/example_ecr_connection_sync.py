@@ -6,10 +6,11 @@ so the 12-hour ECR token never lapses. This replaces a ``docker login`` cron on 
 DockerOperator tasks anywhere read the connection and log in with it.
 
 The registry comes from ``AIRDOCK_REGISTRY`` (e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``),
-else the local stack's ``AIRDOCK_LOCAL_REGISTRY``. In a real Airflow 3 deployment tasks may not
-write to the metadata database, so set ``AIRDOCK_API_CONN_ID`` to an HTTP connection to the
-api-server (host = its base URL, login/password = a user allowed to edit connections); without
-it the task writes through Airflow's ORM, which works under ``airflow dags test``.
+else the local stack's ``AIRDOCK_LOCAL_REGISTRY``. Airflow 3 tasks may not write to the metadata
+database, so the connection is written through the api-server's REST API: create the HTTP
+connection ``airflow_api`` (host = the api-server's base URL, login/password = a user allowed to
+edit connections), e.g. ``AIRFLOW_CONN_AIRFLOW_API='{"conn_type": "http", "host":
+"http://airflow-api:8080", "login": "...", "password": "..."}'``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ with DAG(
         docker_conn_id="docker_default",
         aws_conn_id="aws_default",
         min_remaining="7h",  # > the 6 h schedule, with an hour to spare for a late run
-        api_conn_id=os.environ.get("AIRDOCK_API_CONN_ID") or None,
+        api_conn_id="airflow_api",  # the api-server: tasks may not write to the metadata DB
         retries=2,
         retry_delay=timedelta(minutes=5),
     )
