@@ -11,6 +11,7 @@ Two ways to run a DAG through Airflow's real task runner:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -141,10 +142,18 @@ def deployment(airflow_template: Path, tmp_path_factory: pytest.TempPathFactory)
         "AIRFLOW__API_AUTH__JWT_SECRET": "airdock-e2e-deployment-jwt-secret",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
+    with running_api_server(home, port, make_env(**deployment.env)):
+        yield deployment
+
+
+@contextlib.contextmanager
+def running_api_server(home: Path, port: int, env: dict[str, str]) -> Iterator[str]:
+    """``airflow api-server`` on 127.0.0.1:``port`` for ``home`` (log: home/api-server.log), stopped after."""
+    url = f"http://127.0.0.1:{port}"
     log = (home / "api-server.log").open("w")
     process = subprocess.Popen(
         [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=make_env(**deployment.env),
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -160,7 +169,7 @@ def deployment(airflow_template: Path, tmp_path_factory: pytest.TempPathFactory)
             assert process.poll() is None, (home / "api-server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the api-server did not come up in 120 s"
             time.sleep(0.5)
-        yield deployment
+        yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

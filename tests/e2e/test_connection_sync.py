@@ -8,10 +8,8 @@ proves when AWS was (not) called. The written password is checked against the st
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ import pytest
 from airdock.airflow.connection_sync import StoredConnection, split_registry_host, why_update
 from airdock.local import settings as local_settings
 from tests.conftest import AIRDOCK, StackHandle, free_port, make_env
-from tests.e2e.conftest import Deployment, run_dag
+from tests.e2e.conftest import Deployment, run_dag, running_api_server
 
 pytestmark = pytest.mark.e2e
 
@@ -327,40 +325,12 @@ def test_without_the_api_connection_the_operator_says_so_and_never_tries_the_orm
 @pytest.fixture
 def api_server(env: Env) -> Iterator[str]:
     """The api-server of the test's Airflow home (simple auth manager, one known user)."""
-    port = free_port()
     (env.home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({API_USER: API_PASSWORD})
     )
     env.vars["AIRFLOW__API_AUTH__JWT_SECRET"] = "airdock-connection-sync-test-secret"
-    log = (env.home / "api-server.log").open("w")
-    process = subprocess.Popen(
-        [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env.vars,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (env.home / "api-server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the api-server did not come up in 120 s"
-            time.sleep(0.5)
+    with running_api_server(env.home, free_port(), env.vars) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
 
 
 def test_the_example_writes_through_the_rest_api_of_its_api_connection(env: Env, api_server: str) -> None:

@@ -106,3 +106,9 @@ def test_progress_time_moves_only_on_progress() -> None:
     assert progress.changed_at == 100.0
     progress.feed({**event, "progressDetail": {"current": 20, "total": 100}})
     assert progress.changed_at == 130.0
+
+
+def test_an_up_to_date_pull_says_so() -> None:
+    progress = PullProgress()
+    progress.feed({"status": "Pulling from team/app", "id": "v1"})
+    assert progress.summary() == "nothing to download (the engine had every layer)"

@@ -208,7 +208,9 @@ class PullProgress:
             return sum(self._total.values())
 
     def summary(self) -> str:
-        """``1/3 layers done, 12.5 of 40.2 MB downloaded`` (or ``... 0 B downloaded`` when cached)."""
+        """``1/3 layers done, 12.5 of 40.2 MB downloaded``; ``nothing to download (...)`` when up to date."""
+        if self.layers == 0:
+            return "nothing to download (the engine had every layer)"
         done, total = self.bytes_done, self.bytes_total
         size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
         return f"{self.layers_done}/{self.layers} layers done, {size} downloaded"
