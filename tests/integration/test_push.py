@@ -123,8 +123,9 @@ def test_push_creates_the_repository_and_prints_the_registry_digest(
     assert "build: Step 2/2 : COPY hello.txt /hello.txt" in result.stderr
 
     # The token went to the engine only: not in the output, not in ~/.docker/config.json.
+    # One token, filed under the default registry and under its host (where the host's tasks look).
     passwords = cached_passwords(home)
-    assert len(passwords) == 1
+    assert len(passwords) == 2 and len(set(passwords)) == 1, passwords
     assert passwords[0] not in result.stdout + result.stderr
     assert (home / ".docker" / "config.json").read_text() == DOCKER_CONFIG
     assert sorted(p.name for p in (home / ".docker").iterdir()) == ["config.json"]
