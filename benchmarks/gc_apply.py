@@ -35,8 +35,8 @@ MAX_ROUNDS = 5
 
 def _airdock_round(client: Any, store: Any, ids: list[str]) -> tuple[float, float]:
     """Plan and apply the GC of exactly ``ids``; (apply seconds, plan seconds)."""
+    from airdock.hygiene.gc_apply import apply_gc, collect_gc
     from airdock.hygiene.model import GcPlan, GcPolicy
-    from airdock.hygiene.sweep import apply_gc, collect_gc
 
     mine = set(ids)
     for image_id in ids:  # as if airdock had pulled them: in the GC's default scope

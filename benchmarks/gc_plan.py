@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from airdock.hygiene.gc_plan import plan_gc
 from airdock.hygiene.model import (
     MANAGED_LABEL,
     ContainerInfo,
@@ -22,7 +23,6 @@ from airdock.hygiene.model import (
     ImageUsage,
     Layer,
 )
-from airdock.hygiene.policy import plan_gc
 from benchmarks import Figure, time_calls
 
 IMAGES = 10_000

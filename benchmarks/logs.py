@@ -160,7 +160,7 @@ def figures_for(n: int, repeat: int, workdir: Path, suffix: str) -> list[Figure]
 
 
 def run(scale: float, repeat: int) -> list[Figure]:
-    from airdock.local.images import import_image
+    from airdock.local.offline_images import import_image
 
     large = max(1000, round(LINES * scale))
     small = max(100, round(SMALL_LINES * scale))

@@ -51,7 +51,7 @@ def run(scale: float, repeat: int) -> list[Figure]:
     from airdock.auth.session import registry_credentials
     from airdock.engine.pull import PullPolicy, ensure_image
     from airdock.images import parse_image_ref
-    from airdock.local.images import import_image
+    from airdock.local.offline_images import import_image
 
     pad = max(MIN_PAD_BYTES, round(PAD_BYTES * scale))
     rounds = max(1, min(repeat, MAX_ROUNDS))

@@ -87,7 +87,7 @@ def run(scale: float, repeat: int) -> list[Figure]:
     del scale  # one tiny container per sample at every scale
     client = docker_client()
     with local_stack() as stack, owned_images(client) as mine, scratch_dir("airdock-bench-task-") as home:
-        from airdock.local.images import import_image
+        from airdock.local.offline_images import import_image
 
         stack.ensure_repository(REPOSITORY)
         ref = f"{stack.registry_host}/{REPOSITORY}:v1"

@@ -20,7 +20,7 @@ import docker
 from botocore.exceptions import ClientError
 
 from airdock.local import settings as local_settings
-from airdock.local.images import build_image
+from airdock.local.offline_images import build_image
 from airdock.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -146,7 +146,7 @@ def docker_client() -> Any:
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
     """A tiny local image (scratch + static busybox), built once per session."""
-    from airdock.local.images import import_image
+    from airdock.local.offline_images import import_image
 
     tag = "airdock-test/base:latest"
     import_image(docker_client, tag, {"etc/airdock-test": b"base\n"})

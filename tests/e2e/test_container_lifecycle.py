@@ -154,7 +154,7 @@ def test_auto_gc_removes_unprotected_images_when_over_budget(
     stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
 ) -> None:
     from airdock.hygiene.usage import UsageStore
-    from airdock.local.images import import_image
+    from airdock.local.offline_images import import_image
 
     publish_job_image(stack, docker_client, base_image)
     victim = import_image(docker_client, "airdock-autogc/victim:v1", {"etc/victim": os.urandom(32)})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airdock.local.images import build_image
+from airdock.local.offline_images import build_image
 from tests.conftest import StackHandle
 from tests.e2e.conftest import run_dag
 from tests.integration.test_docker_flow import push, remove_local

@@ -16,7 +16,7 @@ import docker.errors
 import pytest
 
 from airdock.hygiene.model import LABEL_DAG_ID, LABEL_IMAGE
-from airdock.local.images import import_image
+from airdock.local.offline_images import import_image
 from tests.conftest import StackHandle
 from tests.e2e.conftest import AIRFLOW, dag_env, run_dag, write_dag
 from tests.e2e.test_ecr_operator import publish_job_image

@@ -9,7 +9,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airdock.local.images import import_image
+from airdock.local.offline_images import import_image
 from tests.conftest import StackHandle
 from tests.integration.test_docker_flow import push, remove_local
 

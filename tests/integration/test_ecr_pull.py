@@ -27,7 +27,7 @@ from airdock.auth.ecr import EcrTokenSource
 from airdock.engine.pull import PullPolicy, ensure_image
 from airdock.errors import AccessDeniedError, ConfigError, ImagePullError, RegistryAuthError
 from airdock.images import ecr_registry_for, parse_image_ref
-from airdock.local.images import import_image
+from airdock.local.offline_images import import_image
 from tests.conftest import StackHandle, free_port, stacks_denying
 from tests.integration.test_docker_flow import push, remove_local
 

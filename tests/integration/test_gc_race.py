@@ -27,10 +27,10 @@ import docker
 import docker.errors
 import pytest
 
-from airdock.hygiene import sweep
+from airdock.hygiene import gc_apply as sweep
 from airdock.hygiene.model import LABEL_DAG_ID, MANAGED_LABEL, GcPolicy
 from airdock.hygiene.usage import UsageStore
-from airdock.local.images import import_image
+from airdock.local.offline_images import import_image
 
 pytestmark = pytest.mark.integration
 

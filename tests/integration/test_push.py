@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from airdock.analyst.push import RepositoryOptions, SilentReporter, publish, resolve_build
 from airdock.auth.cache import CachedCredentials, TokenCache
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource
 from airdock.images import EcrRegistry
-from airdock.publish import RepositoryOptions, SilentReporter, publish, resolve_build
 from tests.conftest import AIRDOCK, StackHandle, stacks_denying
 from tests.integration.test_docker_flow import remove_local
 

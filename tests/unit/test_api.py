@@ -25,7 +25,7 @@ import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from airdock.local.api import REPOSITORY_NAME_PATTERN, TARGET_PREFIX, create_api_app
+from airdock.local.api.ecr import REPOSITORY_NAME_PATTERN, TARGET_PREFIX, create_api_app
 from airdock.local.registry import ImageRecord, RegistryStorage
 from airdock.local.settings import StackSettings
 from airdock.local.store import Store, TokenState
@@ -878,7 +878,7 @@ def test_internal_error_is_a_server_exception_without_traceback(
     store = Store(settings.store_path)
     store.create_repository("broken")
     app = create_api_app(settings, store, BrokenStorage(settings.registry_root))
-    with caplog.at_level(logging.INFO, logger="airdock.local.api"), serving(app, port) as url:
+    with caplog.at_level(logging.INFO, logger="airdock.local.api.ecr"), serving(app, port) as url:
         resp = httpx.post(
             url + "/",
             trust_env=False,
@@ -900,10 +900,10 @@ def test_internal_error_is_a_server_exception_without_traceback(
 
 
 def test_request_log_lines_carry_no_secrets(stack: Stack, ecr: Any, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="airdock.local.api"):
+    with caplog.at_level(logging.INFO, logger="airdock.local.api.ecr"):
         data = ecr.get_authorization_token()["authorizationData"][0]
     password = base64.b64decode(data["authorizationToken"]).decode().partition(":")[2]
-    lines = [r.getMessage() for r in caplog.records if r.name == "airdock.local.api"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "airdock.local.api.ecr"]
     assert any("GetAuthorizationToken" in line and "200" in line for line in lines)
     assert all(password not in line and data["authorizationToken"] not in line for line in lines)
 

@@ -20,8 +20,8 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from airdock import doctor
-from airdock.doctor import (
+from airdock.analyst.doctor import runner as doctor
+from airdock.analyst.doctor.runner import (
     CHECK_CREDENTIALS,
     CHECK_DISK,
     CHECK_ENGINE,

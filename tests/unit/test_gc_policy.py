@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from airdock.hygiene.gc_plan import OUT_OF_SCOPE, format_age, format_bytes, plan_gc
 from airdock.hygiene.model import (
     ContainerInfo,
     DiskUsage,
@@ -22,7 +23,6 @@ from airdock.hygiene.model import (
     Layer,
     Verdict,
 )
-from airdock.hygiene.policy import OUT_OF_SCOPE, format_age, format_bytes, plan_gc
 
 MB = 1_000_000
 GB = 1_000_000_000

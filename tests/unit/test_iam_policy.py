@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from airdock.analyst.iam_policy import policy_document, render
 from airdock.errors import ConfigError
-from airdock.iam import policy_document, render
 from tests.conftest import airdock
 
 PULL = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from airdock.errors import ConfigError
-from airdock.local.iam import denial_message, registry_action, validate_actions
+from airdock.local.iam_simulation import denial_message, registry_action, validate_actions
 
 
 @pytest.mark.parametrize(

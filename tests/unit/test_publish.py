@@ -13,8 +13,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from airdock.errors import AccessDeniedError, ConfigError
-from airdock.publish import (
+from airdock.analyst.push import (
     BuildError,
     BuildSpec,
     GitState,
@@ -30,6 +29,7 @@ from airdock.publish import (
     push_failure,
     resolve_build,
 )
+from airdock.errors import AccessDeniedError, ConfigError
 
 IMAGE_ID = "sha256:2c4363ac46342a9d1cc733cbe3ec6bd257d39e5f4adc2966725b3780896ed5c3"
 COMMIT = "3f2a9c1e0b7d5e6f708192a3b4c5d6e7f8091a2b"

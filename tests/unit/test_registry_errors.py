@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from airdock.analyst.push import push_failure
 from airdock.engine.pull import PullProgress, _classify
 from airdock.engine.registry_errors import Refusal, classify
 from airdock.images import parse_image_ref
-from airdock.publish import push_failure
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 

@@ -83,7 +83,7 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
     """After a task: if image storage is over its budget, run the GC with the configured policy."""
     import docker
 
-    from airdock.hygiene import sweep
+    from airdock.hygiene import gc_apply as sweep
 
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api_client  # reuse the task's connection to the engine
@@ -110,7 +110,7 @@ def task_statuses(ti: Any, containers: Sequence[Any]) -> dict[TaskKey, TaskStatu
     SDK's public way to read other task instances' states (through the Execution API on a real
     deployment). A task instance Airflow does not know is absent from the result.
     """
-    from airdock.hygiene.policy import task_key
+    from airdock.hygiene.gc_plan import task_key
 
     wanted: dict[str, set[TaskKey]] = defaultdict(set)
     for container in containers:
@@ -219,7 +219,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
     def execute(self, context: Any) -> dict[str, Any]:
         import docker
 
-        from airdock.hygiene import sweep
+        from airdock.hygiene import gc_apply as sweep
 
         client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
         now = time.time()

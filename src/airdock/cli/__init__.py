@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from airdock import __version__
-from airdock.cli_connections import connections_app
-from airdock.cli_doctor import DOCTOR_HELP, doctor_command
-from airdock.cli_gc import GC_HELP, gc_command
-from airdock.cli_iam import IAM_HELP, iam_policy_command
-from airdock.cli_push import PUSH_HELP, push_command
+from airdock.cli.connections import connections_app
+from airdock.cli.doctor import DOCTOR_HELP, doctor_command
+from airdock.cli.gc import GC_HELP, gc_command
+from airdock.cli.iam import IAM_HELP, iam_policy_command
+from airdock.cli.push import PUSH_HELP, push_command
 from airdock.durations import parse_duration
 from airdock.errors import AirdockError
 from airdock.local import settings as local_settings
@@ -140,7 +140,7 @@ def _base_image(*, required: bool) -> None:
 
     from airdock.engine.client import docker_client
     from airdock.errors import PrerequisiteError
-    from airdock.local.images import BASE_IMAGE, ensure_base_image
+    from airdock.local.offline_images import BASE_IMAGE, ensure_base_image
 
     try:
         image_id = ensure_base_image(docker_client(timeout=120))
@@ -230,7 +230,3 @@ def main() -> None:
             show()
             sys.exit(code)
         raise
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """``airdock doctor``: check that this machine can pull and run private ECR images.
 
-Thin: parse the flags, build the clients, call :func:`airdock.doctor.run_doctor`, print its lines.
+Thin: parse the flags, build the clients, call :func:`airdock.analyst.doctor.run_doctor`, print its lines.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def doctor_command(
     ] = "2GB",
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON (for scripts).")] = False,
 ) -> None:
-    from airdock.doctor import DoctorOptions, FreeSpaceThreshold, run_doctor
+    from airdock.analyst.doctor.runner import DoctorOptions, FreeSpaceThreshold, run_doctor
 
     options = DoctorOptions(
         image=image,

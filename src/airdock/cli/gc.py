@@ -1,6 +1,6 @@
 """``airdock gc``: sweep orphaned airdock containers, then remove images down to a budget.
 
-Thin: parse the flags into policies, call :mod:`airdock.hygiene.sweep`, render the plan.
+Thin: parse the flags into policies, call :mod:`airdock.hygiene.gc_apply`, render the plan.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from airdock.hygiene.model import (
 )
 
 if TYPE_CHECKING:
-    from airdock.hygiene.sweep import GcResult
+    from airdock.hygiene.gc_apply import GcResult
 
 out = Console()
 
@@ -200,8 +200,8 @@ def gc_command(
     gc_policy = replace(gc_policy, scope=_scope(all_images))
 
     from airdock.airflow.config import cli_option
-    from airdock.hygiene import sweep
-    from airdock.hygiene.policy import plan_sweep
+    from airdock.hygiene import gc_apply as sweep
+    from airdock.hygiene.gc_plan import plan_sweep
     from airdock.hygiene.usage import STATE_DIR_ENV, UsageStore
 
     store = UsageStore.for_host(None if os.environ.get(STATE_DIR_ENV) else cli_option("state_dir"))
@@ -311,7 +311,7 @@ def _render(
     dry_run: bool,
     now: float,
 ) -> None:
-    from airdock.hygiene.policy import format_age, format_bytes
+    from airdock.hygiene.gc_plan import format_age, format_bytes
 
     if sweep_plan.decisions:
         swept = None if sweep_result is None else {d.container.id for d in sweep_result}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from airdock.iam import FORMATS, ROLES, policy_document, render
+from airdock.analyst.iam_policy import FORMATS, ROLES, policy_document, render
 
 IAM_HELP = (
     "Print a least-privilege IAM policy for ECR: puller, pusher or maintainer.\n\n"

@@ -1,6 +1,6 @@
 """``airdock push``: build an image, create its ECR repository if needed, push it, print the digest.
 
-Thin: check the flags, build the clients, call :func:`airdock.publish.publish`, render. Progress
+Thin: check the flags, build the clients, call :func:`airdock.analyst.push.publish`, render. Progress
 goes to stderr; the references to paste into a DAG go to stdout, so scripts can capture them.
 """
 
@@ -24,10 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from airdock.engine.client import docker_client
-from airdock.errors import ConfigError
-from airdock.images import EcrRegistry, ecr_registry_at
-from airdock.publish import (
+from airdock.analyst.push import (
     PublishResult,
     PushProgress,
     RepositoryOptions,
@@ -36,6 +33,9 @@ from airdock.publish import (
     parse_build_args,
     resolve_build,
 )
+from airdock.engine.client import docker_client
+from airdock.errors import ConfigError
+from airdock.images import EcrRegistry, ecr_registry_at
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _PLAIN_PROGRESS_EVERY_S = 10.0
@@ -229,8 +229,8 @@ def push_command(
         check_tag(value)
     target = _registry(registry)
 
+    from airdock.analyst.push import publish
     from airdock.auth.session import ecr_client, registry_credentials
-    from airdock.publish import publish
 
     api = _docker_api()
     client = ecr_client((target.region if target else None) or region, profile)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from airdock.hygiene.gc_plan import format_bytes, plan_gc, plan_sweep
 from airdock.hygiene.model import (
     MANAGED_LABEL,
     ContainerDecision,
@@ -47,7 +48,6 @@ from airdock.hygiene.model import (
     TaskKey,
     TaskStatus,
 )
-from airdock.hygiene.policy import format_bytes, plan_gc, plan_sweep
 from airdock.hygiene.usage import UsageStore
 
 __all__ = [

@@ -28,7 +28,7 @@ to create its container with "No such image". So both sides use one host-wide fi
 - the task holds it only while *inserting* its lease (:meth:`UsageStore.lease`), then releases
   it and pulls (or finds the image present) and creates its container;
 - the GC holds it around "re-read the leases covering this image → remove the image", one image
-  at a time (``airdock.hygiene.sweep.apply_gc``).
+  at a time (``airdock.hygiene.gc_apply.apply_gc``).
 
 Both critical sections are serialised, so either the GC removed the image before the lease
 existed (the task then finds it absent and pulls it again) or the lease is visible to the GC's

@@ -35,7 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from airdock.local.iam import denial_message, registry_action
+from airdock.local.iam_simulation import denial_message, registry_action
 from airdock.local.settings import StackSettings
 from airdock.local.store import Store, TokenState
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from airdock.local.api import create_api_app
+from airdock.local.api.ecr import create_api_app
 from airdock.local.gateway import create_gateway_app
 from airdock.local.registry import RegistryStorage
 from airdock.local.settings import HOST, StackSettings

@@ -50,7 +50,7 @@ class StackSettings:
             raise ConfigError(f"invalid account id {self.account_id!r}: use 12 digits")
         if self.token_ttl_seconds <= 0:
             raise ConfigError("token TTL must be positive (e.g. 20s, 12h)")
-        from airdock.local.iam import validate_actions
+        from airdock.local.iam_simulation import validate_actions
 
         object.__setattr__(self, "denied_actions", validate_actions(tuple(self.denied_actions)))
 

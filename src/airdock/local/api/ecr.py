@@ -33,12 +33,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airdock.local.iam import denial_message
+from airdock.local.iam_simulation import denial_message
 from airdock.local.registry import ImageRecord, RegistryStorage
 from airdock.local.settings import StackSettings
 from airdock.local.store import Repository, RepositoryExists, Store
 
-log = logging.getLogger("airdock.local.api")
+log = logging.getLogger("airdock.local.api.ecr")
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 CONTENT_TYPE = "application/x-amz-json-1.1"
