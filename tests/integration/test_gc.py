@@ -25,8 +25,8 @@ from typing import Any
 import docker.errors
 import pytest
 
-from airdock.hygiene.gc_apply import read_inventory
 from airdock.hygiene.gc_plan import OUT_OF_SCOPE
+from airdock.hygiene.inventory import read_inventory
 from airdock.hygiene.model import (
     LABEL_DAG_ID,
     LABEL_RUN_ID,
@@ -372,7 +372,7 @@ def test_bad_input_is_one_line_and_changes_nothing(scene: Scene, docker_client: 
 
 def test_inventory_counts_shared_layers_once(docker_client: Any) -> None:
     """Two builds share busybox's layers: the inventory names them by chain id with their sizes."""
-    from airdock.hygiene.gc_apply import over_budget
+    from airdock.hygiene.inventory import over_budget
     from airdock.hygiene.model import GcPolicy
     from airdock.local.offline_images import build_image
 
@@ -403,8 +403,8 @@ def test_inventory_counts_shared_layers_once(docker_client: Any) -> None:
 
 def test_a_container_started_after_the_plan_is_not_stopped(docker_client: Any, base_image: str) -> None:
     """The age rule decided on a stopped container; if it runs by the time of removal, it stays."""
-    from airdock.hygiene.gc_apply import apply_sweep, collect_sweep
     from airdock.hygiene.model import SweepPolicy
+    from airdock.hygiene.sweep_apply import apply_sweep, collect_sweep
 
     long_ago = datetime.now(UTC) - timedelta(days=60)
     container = docker_client.api.create_container(
@@ -425,7 +425,7 @@ def test_a_container_started_after_the_plan_is_not_stopped(docker_client: Any, b
 
 
 def test_gc_refuses_a_usage_store_of_another_engine(docker_client: Any, tmp_path: Path) -> None:
-    from airdock.hygiene.usage import EngineMark
+    from airdock.hygiene.state import EngineMark
 
     store = UsageStore(tmp_path / "usage.sqlite")
     store.claim_engine(EngineMark("OTHER:ENGINE:ID", "unix:///run/other-engine/docker.sock"))

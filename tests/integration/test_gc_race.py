@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import pytest
 
-from airdock.hygiene import gc_apply as sweep
+from airdock.hygiene.gc_apply import SKIP_LEASED, apply_gc, collect_gc
 from airdock.hygiene.model import LABEL_DAG_ID, MANAGED_LABEL, GcPolicy
 from airdock.hygiene.usage import UsageStore
 from airdock.local.offline_images import import_image
@@ -110,17 +110,17 @@ def gc_loop(prefix: str, store: UsageStore, stop: threading.Event, tally: Tally)
 
     while not stop.is_set():
         try:
-            plan = sweep.collect_gc(client, store, POLICY, time.time())
+            plan = collect_gc(client, store, POLICY, time.time())
             # Scope the run to this test's images: the engine is shared with other tests.
             plan = replace(plan, decisions=tuple(d for d in plan.decisions if mine(d.image.tags)))
-            result = sweep.apply_gc(client, plan, store)
+            result = apply_gc(client, plan, store)
         except Exception as exc:
             tally.gc_errors.append(repr(exc))
             continue
         with tally.lock:
             tally.gc_rounds += 1
             tally.gc_removed += [(d.image.id, d.image.tags) for d in result.removed]
-            tally.gc_skipped_leased += sum(1 for _, why in result.skipped if why == sweep.SKIP_LEASED)
+            tally.gc_skipped_leased += sum(1 for _, why in result.skipped if why == SKIP_LEASED)
             tally.gc_errors += [f"{d.image.tags}: {why}" for d, why in result.failed]
 
 

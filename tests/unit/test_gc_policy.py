@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airdock.hygiene.gc_plan import OUT_OF_SCOPE, format_age, format_bytes, plan_gc
+from airdock.hygiene.gc_plan import OUT_OF_SCOPE, plan_gc
 from airdock.hygiene.model import (
     ContainerInfo,
     DiskUsage,
@@ -23,6 +23,7 @@ from airdock.hygiene.model import (
     Layer,
     Verdict,
 )
+from airdock.hygiene.units import format_age, format_bytes
 
 MB = 1_000_000
 GB = 1_000_000_000

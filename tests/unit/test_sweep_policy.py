@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from airdock.hygiene.gc_plan import plan_sweep, task_key
 from airdock.hygiene.model import (
     ACTIVE_TASK_STATES,
     FINISHED_TASK_STATES,
@@ -25,6 +24,7 @@ from airdock.hygiene.model import (
     TaskStatus,
     Verdict,
 )
+from airdock.hygiene.sweep_plan import plan_sweep, task_key
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -11,15 +11,14 @@ import pytest
 
 from airdock.errors import ConfigError
 from airdock.hygiene.model import ImageInfo
-from airdock.hygiene.usage import (
+from airdock.hygiene.state import (
     STATE_DIR_ENV,
     EngineMark,
     EngineMismatchError,
-    UsageStore,
     default_usage_path,
-    normalise_reference,
     resolve_state_dir,
 )
+from airdock.hygiene.usage import UsageStore, normalise_reference
 
 ID_A = "sha256:" + "a" * 64
 ID_B = "sha256:" + "b" * 64

@@ -83,18 +83,19 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
     """After a task: if image storage is over its budget, run the GC with the configured policy."""
     import docker
 
-    from airdock.hygiene import gc_apply as sweep
+    from airdock.hygiene.gc_apply import apply_gc, collect_gc
+    from airdock.hygiene.inventory import over_budget
 
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api_client  # reuse the task's connection to the engine
     policy = gc_policy()
     started = time.monotonic()
-    if not sweep.over_budget(client, policy):
+    if not over_budget(client, policy):
         log.info("auto_gc: image storage within budget (checked in %.2f s)", time.monotonic() - started)
         return
     store = usage_store()
-    plan = sweep.collect_gc(client, store, policy, time.time())
-    result = sweep.apply_gc(client, plan, store)
+    plan = collect_gc(client, store, policy, time.time())
+    result = apply_gc(client, plan, store)
     log.info(
         "auto_gc: removed %d images, reclaimed %d bytes in %.1f s",
         len(result.removed),
@@ -110,7 +111,7 @@ def task_statuses(ti: Any, containers: Sequence[Any]) -> dict[TaskKey, TaskStatu
     SDK's public way to read other task instances' states (through the Execution API on a real
     deployment). A task instance Airflow does not know is absent from the result.
     """
-    from airdock.hygiene.gc_plan import task_key
+    from airdock.hygiene.sweep_plan import task_key
 
     wanted: dict[str, set[TaskKey]] = defaultdict(set)
     for container in containers:
@@ -219,17 +220,19 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
     def execute(self, context: Any) -> dict[str, Any]:
         import docker
 
-        from airdock.hygiene import gc_apply as sweep
+        from airdock.hygiene.gc_apply import apply_gc, collect_gc
+        from airdock.hygiene.inventory import read_inventory
+        from airdock.hygiene.sweep_apply import apply_sweep, collect_sweep
 
         client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
         now = time.time()
         summary: dict[str, Any] = {"dry_run": self.dry_run}
         if self.sweep_containers:
-            inventory = sweep.read_inventory(client)
+            inventory = read_inventory(client)
             managed = [c for c in inventory.containers if c.managed]
             statuses = ask_airflow(context, managed, self.log)
             policy = SweepPolicy(max_container_age_seconds=_seconds(self.max_container_age))
-            plan = sweep.collect_sweep(client, statuses, policy, now)
+            plan = collect_sweep(client, statuses, policy, now)
             for decision in plan.decisions:
                 self.log.info(
                     "container %s: %s (%s)",
@@ -237,9 +240,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
                     decision.verdict.value,
                     decision.reason,
                 )
-            removed = (
-                [] if self.dry_run else sweep.apply_sweep(client, plan, grace_seconds=self.stop_grace_seconds)
-            )
+            removed = [] if self.dry_run else apply_sweep(client, plan, grace_seconds=self.stop_grace_seconds)
             summary["containers_removed"] = len(plan.removals) if self.dry_run else len(removed)
         if self.collect_images:
             store = usage_store()
@@ -252,7 +253,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
                 keep=self.keep,
                 scope=self.gc_scope,
             )
-            gc_plan = sweep.collect_gc(client, store, gc, now)
+            gc_plan = collect_gc(client, store, gc, now)
             self.log.info("image GC scope: %s (gc_scope=%s)", gc.scope.describe(), gc.scope.value)
             for image in gc_plan.decisions:
                 name = image.image.tags[0] if image.image.tags else image.image.id[:19]
@@ -261,7 +262,7 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
             if self.dry_run:
                 summary.update(images_removed=len(gc_plan.removals), bytes_reclaimed=gc_plan.frees_bytes)
             else:
-                result = sweep.apply_gc(client, gc_plan, store)
+                result = apply_gc(client, gc_plan, store)
                 summary.update(images_removed=len(result.removed), bytes_reclaimed=result.freed_bytes)
         self.log.info("hygiene: %s", summary)
         return summary

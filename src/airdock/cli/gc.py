@@ -1,6 +1,6 @@
 """``airdock gc``: sweep orphaned airdock containers, then remove images down to a budget.
 
-Thin: parse the flags into policies, call :mod:`airdock.hygiene.gc_apply`, render the plan.
+Thin: parse the flags into policies, call the hygiene modules (plan, then apply), render the plan.
 """
 
 from __future__ import annotations
@@ -200,25 +200,28 @@ def gc_command(
     gc_policy = replace(gc_policy, scope=_scope(all_images))
 
     from airdock.airflow.config import cli_option
-    from airdock.hygiene import gc_apply as sweep
-    from airdock.hygiene.gc_plan import plan_sweep
-    from airdock.hygiene.usage import STATE_DIR_ENV, UsageStore
+    from airdock.hygiene.gc_apply import apply_gc, check_store, collect_gc
+    from airdock.hygiene.inventory import read_inventory
+    from airdock.hygiene.state import STATE_DIR_ENV
+    from airdock.hygiene.sweep_apply import apply_sweep
+    from airdock.hygiene.sweep_plan import plan_sweep
+    from airdock.hygiene.usage import UsageStore
 
     store = UsageStore.for_host(None if os.environ.get(STATE_DIR_ENV) else cli_option("state_dir"))
     client = _docker_client()
-    sweep.check_store(client, store)  # another engine's store: one line, before anything is touched
+    check_store(client, store)  # another engine's store: one line, before anything is touched
     now = time.time()
 
-    inventory = sweep.read_inventory(client)
+    inventory = read_inventory(client)
     sweep_plan = plan_sweep(inventory.containers, None, sweep_policy, now)
     gone: set[str] = {d.container.id for d in sweep_plan.removals}
     sweep_result: list[ContainerDecision] | None = None
     if not dry_run:
-        sweep_result = sweep.apply_sweep(client, sweep_plan) if sweep_plan.removals else []
+        sweep_result = apply_sweep(client, sweep_plan) if sweep_plan.removals else []
         gone = {d.container.id for d in sweep_result}
     remaining = replace(inventory, containers=[c for c in inventory.containers if c.id not in gone])
-    plan = sweep.collect_gc(client, store, gc_policy, now, inventory=remaining)
-    result = None if dry_run else sweep.apply_gc(client, plan, store)
+    plan = collect_gc(client, store, gc_policy, now, inventory=remaining)
+    result = None if dry_run else apply_gc(client, plan, store)
 
     if as_json:
         document = _as_json(plan, result, sweep_plan, sweep_result, dry_run)
@@ -311,7 +314,7 @@ def _render(
     dry_run: bool,
     now: float,
 ) -> None:
-    from airdock.hygiene.gc_plan import format_age, format_bytes
+    from airdock.hygiene.units import format_age, format_bytes
 
     if sweep_plan.decisions:
         swept = None if sweep_result is None else {d.container.id for d in sweep_result}

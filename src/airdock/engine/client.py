@@ -42,7 +42,7 @@ def engine_address(api: Any) -> str:
 
 def engine_mark(api: Any) -> Any:
     """The engine's identity for a usage store: ``docker info`` → ``ID``, and its address."""
-    from airdock.hygiene.usage import EngineMark
+    from airdock.hygiene.state import EngineMark
 
     return EngineMark(engine_id=str(api.info().get("ID") or "unknown"), address=engine_address(api))
 

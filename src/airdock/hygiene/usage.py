@@ -1,9 +1,9 @@
 """The host's record of image use: what airdock brought, when it last ran each image, who holds one now.
 
-One small SQLite file per Docker engine, ``usage.sqlite`` in the state directory that
-:func:`resolve_state_dir` names — ``AIRDOCK_STATE_DIR``, else ``[airdock] state_dir``, else
-``$XDG_STATE_HOME/airdock`` (``~/.local/state/airdock``) — the same rule for the CLI, the
-operators and the benchmarks. Mode 0600 in a 0700 directory, WAL mode with a busy timeout so
+One small SQLite file per Docker engine, ``usage.sqlite`` in the state directory (see
+:mod:`airdock.hygiene.state`: ``AIRDOCK_STATE_DIR``, else ``[airdock] state_dir``, else
+``~/.local/state/airdock`` — the same rule for the CLI, the operators and the benchmarks).
+Mode 0600 in a 0700 directory, WAL mode with a busy timeout so
 every task process and the GC can use it at once. Tables:
 
 - ``uses``: image id → the last time a container was started from it (the GC's LRU key);
@@ -46,7 +46,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -54,22 +53,15 @@ from filelock import Timeout as LockTimeout
 
 from airdock.errors import ConfigError, PrerequisiteError
 from airdock.hygiene.model import ImageInfo, ImageUsage
+from airdock.hygiene.state import (
+    STATE_DIR_ENV,
+    EngineMark,
+    EngineMismatchError,
+    default_usage_path,
+)
 from airdock.images import DEFAULT_TAG, parse_image_ref
 
-__all__ = [
-    "DEFAULT_LEASE_SECONDS",
-    "STATE_DIR_ENV",
-    "EngineMark",
-    "EngineMismatchError",
-    "Lease",
-    "UsageStore",
-    "default_usage_path",
-    "normalise_reference",
-    "resolve_state_dir",
-]
-
-STATE_DIR_ENV = "AIRDOCK_STATE_DIR"
-USAGE_FILE = "usage.sqlite"
+__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "UsageStore", "normalise_reference"]
 
 DEFAULT_LEASE_SECONDS = 900.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
@@ -98,39 +90,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
-
-
-def resolve_state_dir(configured: str | None = None) -> Path:
-    """The state directory: ``AIRDOCK_STATE_DIR``, else ``configured`` (``[airdock] state_dir``), else XDG's.
-
-    The XDG default is ``$XDG_STATE_HOME/airdock``, else ``~/.local/state/airdock``. Every entry
-    point resolves it with this one function, so a GC and the tasks of one engine meet in one store.
-    """
-    for value in (os.environ.get(STATE_DIR_ENV), configured):
-        if value and value.strip():
-            return Path(value.strip()).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "airdock"
-
-
-def default_usage_path(configured: str | None = None) -> Path:
-    """``usage.sqlite`` in :func:`resolve_state_dir`."""
-    return resolve_state_dir(configured) / USAGE_FILE
-
-
-@dataclass(frozen=True)
-class EngineMark:
-    """The Docker engine a store belongs to: its ``docker info`` ID, and where it was reached."""
-
-    engine_id: str
-    address: str  # unix:///var/run/docker.sock, tcp://host:2376, ...
-
-    def describe(self) -> str:
-        return f"{self.address} (ID {self.engine_id[:14]})"
-
-
-class EngineMismatchError(PrerequisiteError):
-    """The usage store opened belongs to another Docker engine: its leases are not this engine's."""
 
 
 def normalise_reference(text: str) -> tuple[str, ...]:

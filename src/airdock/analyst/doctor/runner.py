@@ -274,7 +274,7 @@ class FreeSpaceThreshold:
             ) from None
 
     def describe(self) -> str:
-        from airdock.hygiene.gc_plan import format_bytes
+        from airdock.hygiene.units import format_bytes
 
         if self.min_percent is not None:
             return f"{self.min_percent:g}%"
@@ -363,8 +363,8 @@ def check_engine(client_factory: Callable[[], Any], where: str) -> tuple[CheckRe
 
 def check_disk(client: Any | None, threshold: FreeSpaceThreshold) -> CheckResult:
     """Free space on the filesystem under the engine's data root is at least ``threshold``."""
-    from airdock.hygiene.gc_apply import read_disk
-    from airdock.hygiene.gc_plan import format_bytes
+    from airdock.hygiene.inventory import read_disk
+    from airdock.hygiene.units import format_bytes
 
     if client is None:
         return skipped(CHECK_DISK, "the Docker engine does not answer", FIX_ENGINE)
@@ -535,7 +535,7 @@ def check_token(
     proxy = None
     if recording.reply:
         proxy = str(recording.reply["authorizationData"][0].get("proxyEndpoint") or "") or None
-    from airdock.hygiene.gc_plan import format_age
+    from airdock.hygiene.units import format_age
 
     left = format_age(credentials.seconds_left(clock()))
     via = f" from {endpoint}" if endpoint else ""
