@@ -41,3 +41,11 @@ class AccessDeniedError(RegistryAuthError):
     def __init__(self, message: str, action: str | None = None) -> None:
         super().__init__(message)
         self.action = action
+
+
+class PublishError(AirdockError):
+    """An image could not be built or pushed; the message says why and what to do."""
+
+
+class BuildError(PublishError):
+    """The build failed: bad context, Dockerfile error, a failing step."""

@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
-from airdock.analyst.push import RepositoryOptions, SilentReporter, publish, resolve_build
+from airdock.analyst.build import resolve_build
+from airdock.analyst.push import publish
+from airdock.analyst.reporter import SilentReporter
+from airdock.analyst.repository import RepositoryOptions
 from airdock.auth.cache import CachedCredentials, TokenCache
 from airdock.auth.credentials import RegistryCredentials
 from airdock.auth.ecr import EcrTokenSource

@@ -13,23 +13,20 @@ from typing import Any
 import docker.errors
 import pytest
 
-from airdock.analyst.push import (
-    BuildError,
+from airdock.analyst.build import (
     BuildSpec,
     GitState,
-    PublishError,
-    PushProgress,
-    SilentReporter,
     build_image,
-    check_repository_name,
     check_tag,
     git_state,
     parse_build_args,
     plan_tags,
-    push_failure,
     resolve_build,
 )
-from airdock.errors import AccessDeniedError, ConfigError
+from airdock.analyst.push import PushProgress, push_failure
+from airdock.analyst.reporter import SilentReporter
+from airdock.analyst.repository import check_repository_name
+from airdock.errors import AccessDeniedError, BuildError, ConfigError, PublishError
 
 IMAGE_ID = "sha256:2c4363ac46342a9d1cc733cbe3ec6bd257d39e5f4adc2966725b3780896ed5c3"
 COMMIT = "3f2a9c1e0b7d5e6f708192a3b4c5d6e7f8091a2b"

@@ -24,15 +24,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from airdock.analyst.push import (
-    PublishResult,
-    PushProgress,
-    RepositoryOptions,
-    check_repository_name,
-    check_tag,
-    parse_build_args,
-    resolve_build,
-)
+from airdock.analyst.build import check_tag, parse_build_args, resolve_build
+from airdock.analyst.push import PublishResult, PushProgress
+from airdock.analyst.repository import RepositoryOptions, check_repository_name
 from airdock.engine.client import docker_client
 from airdock.errors import ConfigError
 from airdock.images import EcrRegistry, ecr_registry_at
