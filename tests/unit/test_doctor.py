@@ -20,30 +20,34 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from airdock.analyst.doctor import runner as doctor
-from airdock.analyst.doctor.runner import (
+from airdock.airflow.doctor import airflow_home, check_airflow_connection
+from airdock.analyst.doctor import report as doctor
+from airdock.analyst.doctor.aws_checks import (
     CHECK_CREDENTIALS,
+    CHECK_TOKEN,
+    FIX_CREDENTIALS,
+    TokenOutcome,
+    check_credentials,
+    check_token,
+    mask_access_key,
+)
+from airdock.analyst.doctor.engine_checks import (
     CHECK_DISK,
     CHECK_ENGINE,
+    FreeSpaceThreshold,
+    check_disk,
+    check_engine,
+)
+from airdock.analyst.doctor.registry_checks import (
     CHECK_LOGIN,
     CHECK_REPOSITORY,
     CHECK_TAG,
-    CHECK_TOKEN,
-    CheckResult,
-    DoctorReport,
-    FreeSpaceThreshold,
-    TokenOutcome,
-    check_airflow_connection,
-    check_credentials,
-    check_disk,
-    check_engine,
     check_image,
     check_registry_login,
-    check_token,
-    mask_access_key,
     registry_base_url,
-    resolve_registry,
 )
+from airdock.analyst.doctor.report import CheckResult, DoctorReport
+from airdock.analyst.doctor.runner import REGISTRIES_ENV, configured_registries, resolve_registry
 from airdock.errors import ConfigError
 from airdock.images import parse_image_ref
 
@@ -241,7 +245,7 @@ def client_error(code: str, message: str = "", operation: str = "GetCallerIdenti
 def test_no_credentials_fail_with_the_fix() -> None:
     result = check_credentials(FakeSession(None), None, None)
     assert not result.ok
-    assert result.fix == doctor.FIX_CREDENTIALS
+    assert result.fix == FIX_CREDENTIALS
     assert "IAM role" in result.fix
 
 
@@ -504,9 +508,9 @@ def test_registry_flag() -> None:
 
 
 def test_configured_registries_come_from_the_environment_without_airflow(tmp_path: Path) -> None:
-    environ = {"HOME": str(tmp_path), doctor.REGISTRIES_ENV: f"{HOST}, other:5000"}
-    assert doctor.configured_registries(environ) == (HOST, "other:5000")
-    assert doctor.configured_registries({"HOME": str(tmp_path)}) == ()
+    environ = {"HOME": str(tmp_path), REGISTRIES_ENV: f"{HOST}, other:5000"}
+    assert configured_registries(environ) == (HOST, "other:5000")
+    assert configured_registries({"HOME": str(tmp_path)}) == ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,8 +560,21 @@ def test_inside_airflow_a_broken_lookup_fails_only_when_named(tmp_path: Path) ->
 
 
 def test_a_home_airflow_with_a_config_counts_as_an_installation(tmp_path: Path) -> None:
-    assert doctor.airflow_home({"HOME": str(tmp_path)}) is None
+    assert airflow_home({"HOME": str(tmp_path)}) is None
     (tmp_path / "airflow").mkdir()
     (tmp_path / "airflow" / "airflow.cfg").write_text("[core]\n")
-    assert doctor.airflow_home({"HOME": str(tmp_path)}) == tmp_path / "airflow"
-    assert doctor.airflow_home({"HOME": str(tmp_path), "AIRFLOW_HOME": "/srv/af"}) == Path("/srv/af")
+    assert airflow_home({"HOME": str(tmp_path)}) == tmp_path / "airflow"
+    assert airflow_home({"HOME": str(tmp_path), "AIRFLOW_HOME": "/srv/af"}) == Path("/srv/af")
+
+
+def test_the_airflow_check_is_a_plugin_registered_by_the_airflow_layer() -> None:
+    """The analyst's doctor imports no Airflow: the Airflow layer registers its check and its
+    registries through the ``airdock.doctor`` entry point."""
+    from airdock.analyst.doctor.runner import DoctorPlugin, load_plugins
+
+    plugins = {plugin.name: plugin for plugin in load_plugins()}
+    assert "airflow" in plugins, "pip install -e . registers the entry point"
+    assert plugins["airflow"].checks is not None
+    known = DoctorPlugin("test", registries=lambda environ: ("vpce.example:443",))
+    assert configured_registries({}, [known]) == ("vpce.example:443",)
+    assert configured_registries({REGISTRIES_ENV: HOST}, [known]) == (HOST,), "the variable wins"

@@ -94,7 +94,7 @@ def doctor_command(
     ] = "2GB",
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON (for scripts).")] = False,
 ) -> None:
-    from airdock.analyst.doctor.runner import DoctorOptions, FreeSpaceThreshold, run_doctor
+    from airdock.analyst.doctor import DoctorOptions, FreeSpaceThreshold, run_doctor
 
     options = DoctorOptions(
         image=image,
