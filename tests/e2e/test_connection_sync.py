@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airdock.airflow.connection_sync import StoredConnection, split_registry_host, why_update
+from airdock.airflow.docker_login import StoredConnection, split_registry_host, why_update
 from airdock.local import settings as local_settings
 from tests.conftest import AIRDOCK, StackHandle, free_port, make_env
 from tests.e2e.conftest import Deployment, run_dag, running_api_server
@@ -365,7 +365,7 @@ def test_orm_blocked_in_a_worker_task_names_the_fix(env: Env) -> None:
     """In a real worker the task SDK blocks the ORM; the operator's fallback must say what to do."""
     script = """
 from airflow.sdk.execution_time.supervisor import block_orm_access
-from airdock.airflow.connection_sync import MetadataDbConnectionStore
+from airdock.airflow.connection_stores import MetadataDbConnectionStore
 from airdock.errors import ConfigError
 block_orm_access()
 try:
