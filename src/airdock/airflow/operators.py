@@ -16,7 +16,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
-from airdock.engine.client import describe_engine_error, engine_address, engine_mark
+from airdock.engine.client import describe_engine_error, engine_address
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
 from airdock.engine.pull import PulledImage, PullPolicy, ensure_image
 from airdock.engine.registry_errors import first_line
@@ -31,6 +31,7 @@ from airdock.hygiene.model import (
     LABEL_TRY_NUMBER,
     MANAGED_LABEL,
 )
+from airdock.hygiene.state import engine_mark
 from airdock.images import ImageRef, ecr_registry_for, parse_image_ref
 
 IMAGE_DIGEST_XCOM_KEY = "image_digest"

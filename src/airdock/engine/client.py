@@ -40,13 +40,6 @@ def engine_address(api: Any) -> str:
     return base_url or "the Docker engine"
 
 
-def engine_mark(api: Any) -> Any:
-    """The engine's identity for a usage store: ``docker info`` → ``ID``, and its address."""
-    from airdock.hygiene.state import EngineMark
-
-    return EngineMark(engine_id=str(api.info().get("ID") or "unknown"), address=engine_address(api))
-
-
 _ENGINE_ERROR_WORDS = (
     ("FileNotFoundError", "no socket there"),
     ("No such file or directory", "no socket there"),

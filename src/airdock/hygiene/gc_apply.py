@@ -44,7 +44,7 @@ def check_store(client: Any, usage_store: UsageStore) -> None:
     Raises EngineMismatchError (one line naming the store and both engines): a GC must never
     trust a store whose leases are another engine's.
     """
-    from airdock.engine.client import engine_mark
+    from airdock.hygiene.state import engine_mark
 
     usage_store.claim_engine(engine_mark(client.api))
 

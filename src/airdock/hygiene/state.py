@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from airdock.errors import PrerequisiteError
 
@@ -21,6 +22,7 @@ __all__ = [
     "EngineMark",
     "EngineMismatchError",
     "default_usage_path",
+    "engine_mark",
     "resolve_state_dir",
 ]
 
@@ -59,3 +61,10 @@ class EngineMark:
 
 class EngineMismatchError(PrerequisiteError):
     """The usage store opened belongs to another Docker engine: its leases are not this engine's."""
+
+
+def engine_mark(api: Any) -> EngineMark:
+    """The identity of the engine behind a docker ``APIClient``: ``docker info`` → ``ID``, and its address."""
+    from airdock.engine.client import engine_address
+
+    return EngineMark(engine_id=str(api.info().get("ID") or "unknown"), address=engine_address(api))
