@@ -43,7 +43,7 @@ GC_HELP = (
     "only Airflow can say its task is over, and the CLI does not ask it (DockerHygieneOperator does). A "
     "container without that label is never touched.\n\n"
     "Then the images airdock pulled or started on this engine, and dangling images (--all-images, or "
-    "[airdock] gc_scope = all, for every image): dangling ones first, then those unused longer than "
+    "\\[airdock] gc_scope = all, for every image): dangling ones first, then those unused longer than "
     "--max-unused-age, then the least "
     "recently used (the last time airdock started a container from them, from this host's usage record) "
     "until image storage is within --max-image-bytes and, once the data-root filesystem is above --high "
@@ -52,7 +52,7 @@ GC_HELP = (
     "force; nothing is pruned.\n\n"
     "--dry-run only plans: it reads the engine and the usage record, changes nothing, and shows what a run "
     "would do (counting the containers it would sweep as gone).\n\n"
-    "The usage record is the engine's usage.sqlite in AIRDOCK_STATE_DIR, else [airdock] state_dir, else "
+    "The usage record is the engine's usage.sqlite in AIRDOCK_STATE_DIR, else \\[airdock] state_dir, else "
     "~/.local/state/airdock — the directory the engine's tasks use. A record that belongs to another Docker "
     "engine is refused.\n\n"
     "Examples:\n\n"
@@ -186,7 +186,7 @@ def gc_command(
         typer.Option(
             "--all-images",
             help="Consider every image on the engine, not only those airdock pulled or started "
-            "(default: [airdock] gc_scope, else 'airdock').",
+            "(default: \\[airdock] gc_scope, else 'airdock').",
         ),
     ] = False,
     as_json: Annotated[
