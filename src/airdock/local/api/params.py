@@ -39,6 +39,10 @@ class Params:
     def where(self, name: str) -> str:
         return f"{self._path}.{name}" if self._path else name
 
+    def keys(self) -> list[str]:
+        """The names present in this object (for maps of free-form keys, such as log options)."""
+        return sorted(self._data)
+
     def has(self, name: str) -> bool:
         return self._data.get(name) is not None
 
