@@ -46,6 +46,9 @@ def test_env_prints_posix_exports(stack: StackHandle) -> None:
     host = stack.settings.registry_host
     assert values == {
         "AWS_ENDPOINT_URL_ECR": stack.settings.api_url,
+        "AWS_ENDPOINT_URL_ECS": stack.settings.api_url,
+        "AWS_ENDPOINT_URL_LOGS": stack.settings.api_url,
+        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": stack.settings.api_url,
         "AWS_ACCESS_KEY_ID": values["AWS_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": values["AWS_SECRET_ACCESS_KEY"],
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -55,12 +58,15 @@ def test_env_prints_posix_exports(stack: StackHandle) -> None:
 
 
 def test_boto3_works_unmodified_through_env_endpoint(stack: StackHandle) -> None:
-    """`eval "$(airdock local env)"` is all boto3 needs: AWS_ENDPOINT_URL_ECR, no endpoint_url."""
+    """`eval "$(airdock local env)"` is all boto3 needs for ECR, ECS and CloudWatch Logs: no endpoint_url."""
     out = airdock("local", "env", "--data-dir", str(stack.data_dir)).stdout
-    script = (
-        out
-        + '\npython -c \'import boto3; print(boto3.client("ecr").describe_repositories()["repositories"])\''
+    probe = (
+        "import boto3; "
+        'print(boto3.client("ecr").describe_repositories()["repositories"]); '
+        'print(boto3.client("ecs").list_clusters()["clusterArns"]); '
+        'print(boto3.client("logs").describe_log_groups()["logGroups"])'
     )
+    script = out + f"\npython -c '{probe}'"
     import subprocess
     import sys
 
@@ -69,7 +75,9 @@ def test_boto3_works_unmodified_through_env_endpoint(stack: StackHandle) -> None
         env.pop(key, None)
     result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("[")
+    repositories, clusters, groups = result.stdout.splitlines()
+    assert repositories.startswith("[") and groups.startswith("[")
+    assert clusters == "['arn:aws:ecs:us-east-1:123456789012:cluster/default']"
 
 
 def test_up_refuses_changed_settings_while_running(stack: StackHandle) -> None:

@@ -1,4 +1,4 @@
-"""``airdock local``: the offline ECR-compatible stack (up, down, status, env, base-image).
+"""``airdock local``: the offline AWS stack — ECR, ECS, CloudWatch Logs (up, down, status, env, base-image).
 
 Thin: parse the flags, call :class:`airdock.local.stack.LocalStack`, print.
 """
@@ -20,8 +20,9 @@ from airdock.local import settings as local_settings
 from airdock.local.stack import LocalStack
 
 local_app = typer.Typer(
-    help="The offline ECR-compatible stack: a real registry behind an ECR-semantics gateway, "
-    "plus a subset of the ECR API, all on 127.0.0.1.\n\n"
+    help="The offline AWS stack: a real registry behind an ECR-semantics gateway, a subset of the "
+    "ECR API, and ECS + CloudWatch Logs running tasks as containers on the local engine, all on "
+    "127.0.0.1.\n\n"
     'Example:  airdock local up --token-ttl 20s && eval "$(airdock local env)"',
     no_args_is_help=True,
 )
@@ -134,7 +135,7 @@ def local_status(
     data_dir: DataDir = local_settings.DEFAULT_DATA_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and tests).")] = False,
 ) -> None:
-    """Show what runs where and how many GetAuthorizationToken calls were served."""
+    """Show what runs where, GetAuthorizationToken calls served, ECS tasks by state and API call counts."""
     status = LocalStack(data_dir).status()
     data = status.to_dict()
     if as_json:
@@ -156,13 +157,19 @@ def local_status(
         f"account {data['account_id']}, region {data['region']}, token TTL {data['token_ttl_seconds']:g} s, "
         f"GetAuthorizationToken calls served: {data['get_authorization_token_calls']}"
     )
+    ecs = data["ecs"]
+    tasks = ", ".join(f"{count} {state}" for state, count in ecs["tasks"].items()) or "none"
+    out.print(
+        f"ECS tasks: {tasks}; RunTask calls {ecs['run_task_calls']}, RegisterTaskDefinition calls "
+        f"{ecs['register_task_definition_calls']}; CloudWatch log events: {data['logs']['events']}"
+    )
     if not status.running:
         raise typer.Exit(1)
 
 
 @local_app.command("env")
 def local_env(data_dir: DataDir = local_settings.DEFAULT_DATA_DIR) -> None:
-    """Print POSIX `export` lines that point boto3, docker and Airflow at the stack.
+    """Print POSIX `export` lines that point boto3 (ECR, ECS, Logs), docker and Airflow at the stack.
 
     Use: eval "$(airdock local env)"
     """

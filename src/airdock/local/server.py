@@ -1,7 +1,9 @@
-"""One process serving the stack's ECR API and its registry gateway, on two loopback ports.
+"""One process serving the stack's control plane (ECR, ECS, CloudWatch Logs) and its registry
+gateway, on two loopback ports, and running the local ECS's tasks.
 
 Started by ``airdock local up`` as ``python -m airdock.local.server --data-dir DIR``; it reads
-``DIR/stack.json`` for its settings. SIGTERM or SIGINT stops both servers gracefully.
+``DIR/stack.json`` for its settings and takes up the ECS tasks a previous run left unfinished.
+SIGTERM or SIGINT stops the running tasks, then both servers, gracefully.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 
 import uvicorn
 
-from airdock.local.api.ecr import create_api_app
+from airdock.local.api.app import create_stack_api
+from airdock.local.ecs_runner import EcsRunner
+from airdock.local.ecs_store import EcsStore
 from airdock.local.gateway import create_gateway_app
+from airdock.local.logstore import LogStore
 from airdock.local.registry import RegistryStorage
 from airdock.local.settings import HOST, StackSettings
 from airdock.local.store import Store
@@ -35,10 +40,13 @@ async def serve_forever(settings: StackSettings) -> None:
     """Serve the API and the gateway until SIGTERM/SIGINT."""
     store = Store(settings.store_path)
     storage = RegistryStorage(settings.registry_root)
+    ecs_store = EcsStore(settings.ecs_store_path)
+    log_store = LogStore(settings.log_store_path)
+    runner = EcsRunner(settings, ecs_store, store, log_store)
     servers = [
         _Server(
             uvicorn.Config(
-                create_api_app(settings, store, storage),
+                create_stack_api(settings, store, storage, ecs_store, log_store, runner),
                 host=HOST,
                 port=settings.api_port,
                 log_config=None,
@@ -58,17 +66,26 @@ async def serve_forever(settings: StackSettings) -> None:
         ),
     ]
 
-    def stop() -> None:
-        for server in servers:
-            server.should_exit = True
-
     loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        async def stop_tasks_then_servers() -> None:
+            await asyncio.to_thread(runner.shutdown)  # the API still answers while tasks stop
+            for server in servers:
+                server.should_exit = True
+
+        stopping.append(loop.create_task(stop_tasks_then_servers()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    runner.resume()
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
         store.close()
+        ecs_store.close()
+        log_store.close()
 
 
 def main(argv: list[str] | None = None) -> None:

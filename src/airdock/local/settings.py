@@ -81,10 +81,22 @@ class StackSettings:
     def store_path(self) -> Path:
         return self.data_dir / "state.sqlite"
 
+    @property
+    def ecs_store_path(self) -> Path:
+        return self.data_dir / "ecs.sqlite"
+
+    @property
+    def log_store_path(self) -> Path:
+        return self.data_dir / "logs.sqlite"
+
     def client_environment(self) -> dict[str, str]:
         """The variables that point boto3, docker users and airdock's operators at this stack."""
         return {
             "AWS_ENDPOINT_URL_ECR": self.api_url,
+            "AWS_ENDPOINT_URL_ECS": self.api_url,
+            "AWS_ENDPOINT_URL_LOGS": self.api_url,
+            # botocore names CloudWatch Logs' variable after its service id, "CloudWatch Logs".
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.api_url,
             "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": self.region,

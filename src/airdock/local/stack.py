@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from airdock.local.settings import HOST, SETTINGS_FILE, StackSettings
 PIDS_FILE = "pids.json"
 REGISTRY_BIN_ENV = "AIRDOCK_REGISTRY_BIN"
 _READY_TIMEOUT_S = 30.0
-_STOP_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 20.0  # the server first stops the ECS tasks it runs
+_PORT_SETTLE_S = 10.0
 
 Progress = Callable[[str], None]
 
@@ -52,6 +53,8 @@ class StackStatus:
     registry: ProcessState
     server: ProcessState
     counters: dict[str, int]
+    ecs_tasks: dict[str, int] = field(default_factory=dict)  # last status → count
+    log_events: int = 0
 
     @property
     def running(self) -> bool:
@@ -84,6 +87,12 @@ class StackStatus:
                 "alive": self.registry.alive,
             },
             "get_authorization_token_calls": self.counters.get("GetAuthorizationToken", 0),
+            "ecs": {
+                "tasks": dict(sorted(self.ecs_tasks.items())),
+                "run_task_calls": self.counters.get("RunTask", 0),
+                "register_task_definition_calls": self.counters.get("RegisterTaskDefinition", 0),
+            },
+            "logs": {"events": self.log_events},
             "counters": self.counters,
         }
 
@@ -113,14 +122,21 @@ def _pid_alive(pid: int | None, marker: str) -> bool:
     return marker in cmdline and not zombie
 
 
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
+def _port_in_use(port: int, settle: float = 0.0) -> bool:
+    """True when ``port`` cannot be bound on HOST, after retrying for up to ``settle`` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                pass
+            else:
+                return False
+        if time.monotonic() >= deadline:
             return True
-    return False
+        time.sleep(0.1)
 
 
 class LocalStack:
@@ -159,11 +175,15 @@ class LocalStack:
             "server", pids.get("server"), _pid_alive(pids.get("server"), "airdock.local.server")
         )
         counters: dict[str, int] = {}
+        ecs_tasks: dict[str, int] = {}
+        log_events = 0
         if settings is not None and server.alive:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                reply = httpx.get(f"{settings.api_url}/_airdock/status", timeout=5)
-                counters = {str(k): int(v) for k, v in reply.json().get("counters", {}).items()}
-        return StackStatus(settings, registry, server, counters)
+            with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError, TypeError):
+                body = httpx.get(f"{settings.api_url}/_airdock/status", timeout=5).json()
+                counters = {str(k): int(v) for k, v in body.get("counters", {}).items()}
+                ecs_tasks = {str(k): int(v) for k, v in body.get("ecs_tasks", {}).items()}
+                log_events = int(body.get("log_events", 0))
+        return StackStatus(settings, registry, server, counters, ecs_tasks, log_events)
 
     # -- lifecycle ------------------------------------------------------------------------
     def up(self, overrides: dict[str, Any], progress: Progress = _quiet) -> StackStatus:
@@ -193,9 +213,11 @@ class LocalStack:
                 )
             progress(f"already running: gateway {settings.gateway_url}, API {settings.api_url}")
             return current
+        settle = 0.0
         if current.registry.alive or current.server.alive:
             progress("a previous start left a process behind; stopping it first")
             self.down()
+            settle = _PORT_SETTLE_S  # a process that just exited may hold its port a moment longer
 
         binary = registry_binary()
         for label, port in (
@@ -203,7 +225,7 @@ class LocalStack:
             ("API", settings.api_port),
             ("registry", settings.registry_port),
         ):
-            if _port_in_use(port):
+            if _port_in_use(port, settle):
                 flag = {"gateway": "--gateway-port", "API": "--api-port", "registry": "--registry-port"}[
                     label
                 ]

@@ -1,0 +1,46 @@
+"""The local stack's control plane, assembled: ECR, ECS and CloudWatch Logs on one JSON 1.1 app."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from airdock.local.api.ecr import ecr_service
+from airdock.local.api.ecs import EcsBackend, TaskLauncher, ecs_service
+from airdock.local.api.logs import logs_service
+from airdock.local.api.protocol import create_api_app
+from airdock.local.ecs_store import EcsStore
+from airdock.local.logstore import LogStore
+from airdock.local.registry import RegistryStorage
+from airdock.local.settings import StackSettings
+from airdock.local.store import Store
+
+__all__ = ["create_stack_api"]
+
+
+def create_stack_api(
+    settings: StackSettings,
+    store: Store,
+    storage: RegistryStorage,
+    ecs_store: EcsStore,
+    log_store: LogStore,
+    launcher: TaskLauncher,
+) -> Starlette:
+    """Every service of the stack on ``settings.api_port``, and the status route the CLI reads."""
+    ecs = EcsBackend(settings=settings, store=ecs_store, launcher=launcher, bump=store.bump)
+
+    def status() -> dict[str, object]:
+        return {
+            "account_id": settings.account_id,
+            "region": settings.region,
+            "token_ttl_seconds": settings.token_ttl_seconds,
+            "counters": store.counters(),
+            "ecs_tasks": ecs_store.tasks_by_status(),
+            "log_events": log_store.event_count(),
+        }
+
+    services = [
+        ecr_service(settings, store, storage),
+        ecs_service(ecs),
+        logs_service(log_store, account_id=settings.account_id, region=settings.region),
+    ]
+    return create_api_app(services, status)
