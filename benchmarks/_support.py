@@ -97,10 +97,14 @@ class Stack:
 
     def ecr(self) -> Any:
         """A boto3 ECR client for the stack (explicit endpoint and keys: no environment needed)."""
+        return self.client("ecr")
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of ``service`` (``ecr``, ``ecs``, ``logs``) for the stack's API server."""
         import boto3
 
         return boto3.session.Session().client(
-            "ecr",
+            service,
             endpoint_url=self.settings.api_url,
             region_name=self.settings.region,
             aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,

@@ -72,9 +72,16 @@ ENGINE_BENCHMARKS = {
     "pull": ("pull_mb_per_s",),
     "gc_apply": ("gc_apply_s",),
     "logs": ("log_lines_per_s", "log_peak_rss_mb", "log_lines_per_s_100k", "log_peak_rss_mb_100k"),
+    "ecs_local": ("ecs_local_run_s", "ecs_local_raw_docker_s"),
 }
 # What the benchmarks name their images and temporary directories: none may outlive a run.
-LEFTOVER_MARKERS = ("/bench/task-start", "/bench/pull", "airdock-bench-gc-", "/bench/logs")
+LEFTOVER_MARKERS = (
+    "/bench/task-start",
+    "/bench/pull",
+    "airdock-bench-gc-",
+    "/bench/logs",
+    "/bench/ecs-local",
+)
 
 
 def _engine_or_skip() -> Any:
@@ -113,6 +120,7 @@ def test_engine_benchmark_runs_at_tiny_scale_and_leaves_nothing_behind(
         assert 0 < results[f"{figure}_min"] <= results[figure] <= results[f"{figure}_max"]
     compared = {"task_start": "task_start_ms", "auth": "auth_cold_ms", "pull": "pull_mb_per_s"}
     compared.update(gc_apply="gc_apply_s", fanout="fanout_20_wall_s", logs="log_lines_per_s")
+    compared.update(ecs_local="ecs_local_run_s")
     assert results[f"{compared[name]}_baseline"] > 0
     if name == "fanout":  # 2 processes at this scale: one token call with airdock, one each without
         assert (results["fanout_20_token_calls"], results["fanout_20_token_calls_baseline"]) == (1, 2)
