@@ -383,3 +383,52 @@ def test_a_cluster_with_active_tasks_cannot_be_deleted(api: Api) -> None:
     with pytest.raises(ClientError) as caught:
         api.ecs.delete_cluster(cluster="busy")
     assert error(caught)[0] == "ClusterContainsTasksException"
+
+
+# -- tags ----------------------------------------------------------------------------------------
+
+
+def test_tag_untag_and_list_tags_of_tasks_definitions_and_clusters(api: Api) -> None:
+    definition = register(api, "tagged", tags=[{"key": "owner", "value": "airdock"}])
+    task = api.ecs.run_task(taskDefinition="tagged", tags=[{"key": "dag", "value": "d"}])["tasks"][0]
+    cluster = f"{PREFIX}:cluster/default"
+    for arn, before in (
+        (definition["taskDefinitionArn"], [{"key": "owner", "value": "airdock"}]),
+        (task["taskArn"], [{"key": "dag", "value": "d"}]),
+        (cluster, []),
+    ):
+        assert api.ecs.list_tags_for_resource(resourceArn=arn)["tags"] == before
+        api.ecs.tag_resource(resourceArn=arn, tags=[{"key": "collected", "value": "yes"}])
+        api.ecs.tag_resource(resourceArn=arn, tags=[{"key": "collected", "value": "twice"}])  # replaces
+        assert api.ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [
+            *before,
+            {"key": "collected", "value": "twice"},
+        ]
+        api.ecs.untag_resource(resourceArn=arn, tagKeys=["collected"])
+        assert api.ecs.list_tags_for_resource(resourceArn=arn)["tags"] == before
+    described = api.ecs.describe_tasks(tasks=[task["taskArn"]], include=["TAGS"])["tasks"][0]
+    assert described["tags"] == [{"key": "dag", "value": "d"}]
+
+
+@pytest.mark.parametrize(
+    ("arn", "code"),
+    [
+        ("not-an-arn", "InvalidParameterException"),
+        (f"{PREFIX}:task/default/{'0' * 32}", "ResourceNotFoundException"),
+        (f"{PREFIX}:task-definition/nope:1", "ResourceNotFoundException"),
+        (f"{PREFIX}:cluster/nope", "ResourceNotFoundException"),
+        ("arn:aws:ecs:eu-west-1:123456789012:cluster/default", "ResourceNotFoundException"),
+    ],
+)
+def test_tagging_unknown_or_malformed_resources_fails_and_changes_nothing(
+    api: Api, arn: str, code: str
+) -> None:
+    for call in (
+        lambda: api.ecs.tag_resource(resourceArn=arn, tags=[{"key": "k", "value": "v"}]),
+        lambda: api.ecs.list_tags_for_resource(resourceArn=arn),
+        lambda: api.ecs.untag_resource(resourceArn=arn, tagKeys=["k"]),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert error(caught)[0] == code
+    assert api.ecs.list_tags_for_resource(resourceArn=f"{PREFIX}:cluster/default")["tags"] == []

@@ -5,6 +5,7 @@ where lazy imports hide). The layers, top to bottom::
 
     airflow, cli           Airflow glue; the command line (may use airflow for Airflow's own features)
     analyst                push, IAM policies, doctor
+    targets                where a container runs: docker, ecs (start, find, follow, stop)
     hygiene                image GC, orphan sweep, usage store
     engine                 the Docker engine
     auth                   registry credentials
@@ -31,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"errors", "images", "durations", "auth"},
     "hygiene": {"errors", "images", "durations", "engine"},
     "analyst": {"errors", "images", "durations", "auth", "engine", "hygiene"},
+    "targets": {"errors", "images", "durations", "auth", "engine"},
     "local": {"errors"},
 }
 TOP = {"airflow", "cli", "__init__"}  # the top imports anything below it

@@ -161,6 +161,13 @@ class EcsStore:
             (doc["status"], json.dumps(doc), doc["taskDefinitionArn"]),
         )
 
+    def set_task_definition_tags(self, db: sqlite3.Connection, arn: str, tags: list[JsonDoc]) -> None:
+        db.execute("UPDATE task_definitions SET tags = ? WHERE arn = ?", (json.dumps(tags), arn))
+
+    def task_definition_by_arn(self, arn: str) -> tuple[JsonDoc, list[JsonDoc]] | None:
+        rows = self._rows("SELECT doc, tags FROM task_definitions WHERE arn = ?", (arn,))
+        return (json.loads(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
     # -- tasks ----------------------------------------------------------------------------
     def add_task(self, db: sqlite3.Connection, doc: JsonDoc, runtime: JsonDoc) -> None:
         db.execute(

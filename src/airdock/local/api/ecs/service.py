@@ -18,6 +18,7 @@ from airdock.local.api.ecs.clusters import (
     ensure_default_cluster,
     list_clusters,
 )
+from airdock.local.api.ecs.tagging import list_tags_for_resource, tag_resource, untag_resource
 from airdock.local.api.ecs.task_definitions import (
     delete_task_definitions,
     deregister_task_definition,
@@ -51,6 +52,9 @@ OPERATIONS: dict[str, Handler] = {
     "DescribeTasks": describe_tasks,
     "ListTasks": list_tasks,
     "StopTask": stop_task,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
 }
 
 

@@ -1,0 +1,1 @@
+"""The ECS target: task definitions derived and reused, RunTask, CloudWatch Logs, reattach."""

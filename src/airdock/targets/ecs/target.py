@@ -1,0 +1,223 @@
+"""Run a container spec as an ECS task: start, find (reattach), follow with its logs, stop.
+
+``EcsTarget`` takes boto3 ECS and CloudWatch Logs clients and an :class:`EcsSettings`. A task is
+started with ``startedBy`` = the identity's stable hash, the identity as tags and a client token
+per try; its command, environment and worker-resolved secret values travel in the container
+overrides. ``follow`` polls DescribeTasks (0.5 s growing to ``poll_seconds``) and forwards each
+new CloudWatch Logs event as one line, keeping only what the caller's :class:`KeepPolicy` needs;
+once the task is STOPPED it drains the stream and returns an :class:`Outcome`. A task whose result
+was taken is tagged ``airdock.collected``, so a later try never collects it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, LogLines
+from airdock.errors import AirdockError
+from airdock.targets.ecs.reasons import explain_run_task_error, explain_stopped
+from airdock.targets.ecs.settings import EcsSettings
+from airdock.targets.ecs.task_definition import CONTAINER_NAME, log_stream_for
+from airdock.targets.spec import COLLECTED_TAG, ContainerSpec, Outcome, TaskIdentity
+
+__all__ = ["EcsHandle", "EcsRunError", "EcsTarget"]
+
+FIRST_POLL_S = 0.5
+
+
+class EcsRunError(AirdockError):
+    """ECS refused to start the task; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class EcsHandle:
+    """A started (or found) ECS task and where its output goes."""
+
+    task_arn: str
+    cluster: str
+    log_group: str
+    log_stream: str
+    image: str
+
+    @property
+    def task_id(self) -> str:
+        return self.task_arn.rsplit("/", 1)[-1]
+
+
+class EcsTarget:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        ecs: Any,
+        logs: Any,
+        settings: EcsSettings,
+        *,
+        poll_seconds: float = 2.0,
+        log: logging.Logger | Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ecs = ecs
+        self.logs = logs
+        self.settings = settings
+        self.poll_seconds = poll_seconds
+        self.log = log or logging.getLogger("airdock.targets.ecs")
+        self._sleep = sleep
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(
+        self, spec: ContainerSpec, identity: TaskIdentity, task_definition: str, image: str
+    ) -> EcsHandle:
+        """RunTask for ``spec`` on ``task_definition`` (whose container runs ``image``)."""
+        from botocore.exceptions import ClientError
+
+        override: dict[str, Any] = {"name": CONTAINER_NAME}
+        if spec.command is not None:
+            override["command"] = list(spec.command)
+        environment = {**spec.environment, **spec.secret_environment}
+        if environment:
+            override["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
+        try:
+            response = self.ecs.run_task(
+                cluster=self.settings.cluster,
+                taskDefinition=task_definition,
+                count=1,
+                startedBy=identity.started_by(),
+                clientToken=identity.client_token(),
+                tags=[{"key": k, "value": v} for k, v in identity.tags().items()],
+                overrides={"containerOverrides": [override]},
+                **self.settings.run_task_placement(),
+            )
+        except ClientError as exc:
+            error = exc.response["Error"]
+            raise EcsRunError(
+                explain_run_task_error(str(error.get("Code")), str(error.get("Message")), self.settings)
+            ) from None
+        failures = response.get("failures") or []
+        tasks = response.get("tasks") or []
+        if failures or not tasks:
+            failure = failures[0] if failures else {}
+            raise EcsRunError(
+                explain_run_task_error(
+                    "RunTaskFailure", f"{failure.get('reason')} {failure.get('detail') or ''}", self.settings
+                )
+            )
+        return self._handle(tasks[0]["taskArn"], image)
+
+    def _handle(self, task_arn: str, image: str) -> EcsHandle:
+        return EcsHandle(
+            task_arn=task_arn,
+            cluster=self.settings.cluster,
+            log_group=self.settings.log_group,
+            log_stream=log_stream_for(task_arn),
+            image=image,
+        )
+
+    # -- reattach ------------------------------------------------------------------------------
+    def find(self, identity: TaskIdentity) -> tuple[EcsHandle, bool] | None:
+        """The task an earlier try of ``identity`` started and nobody collected: (handle, running)."""
+        started_by = identity.started_by()
+        for desired in ("RUNNING", "STOPPED"):
+            arns = self.ecs.list_tasks(
+                cluster=self.settings.cluster, startedBy=started_by, desiredStatus=desired
+            ).get("taskArns", [])
+            if not arns:
+                continue
+            tasks = self.ecs.describe_tasks(cluster=self.settings.cluster, tasks=arns[:100], include=["TAGS"])
+            candidates = [
+                t
+                for t in tasks.get("tasks", [])
+                if not any(tag.get("key") == COLLECTED_TAG for tag in t.get("tags") or [])
+            ]
+            if not candidates:
+                continue
+            newest = max(candidates, key=lambda t: t.get("createdAt") or 0)
+            image = str((newest.get("containers") or [{}])[0].get("image") or "")
+            return self._handle(newest["taskArn"], image), desired == "RUNNING"
+        return None
+
+    # -- follow --------------------------------------------------------------------------------
+    def follow(
+        self,
+        handle: EcsHandle,
+        emit: Callable[[str], Any],
+        keep: KeepPolicy = KeepPolicy.LAST,
+        tail: int = DEFAULT_TAIL_LINES,
+    ) -> Outcome:
+        """Forward the task's log lines to ``emit`` until it stops; its outcome (and mark it collected)."""
+        lines = LogLines(emit, keep, tail)
+        token: str | None = None
+        delay = FIRST_POLL_S
+        while True:
+            task = self.describe(handle)
+            stopped = task.get("lastStatus") == "STOPPED"
+            token = self._forward(handle, token, lines)
+            if stopped:
+                token = self._forward(handle, token, lines)  # what arrived while we read the first batch
+                break
+            self._sleep(delay)
+            delay = min(self.poll_seconds, delay * 1.5)
+        lines.close()
+        self._mark_collected(handle)
+        container = (task.get("containers") or [{}])[0]
+        exit_code = container.get("exitCode")
+        return Outcome(
+            exit_code=None if exit_code is None else int(exit_code),
+            reason=explain_stopped(task, handle.image, self.settings),
+            kept=lines.kept,
+            tail=lines.tail,
+            reference=handle.task_arn,
+        )
+
+    def describe(self, handle: EcsHandle) -> dict[str, Any]:
+        response = self.ecs.describe_tasks(cluster=handle.cluster, tasks=[handle.task_arn])
+        tasks = response.get("tasks") or []
+        if not tasks:
+            raise AirdockError(
+                f"ECS task {handle.task_id} is no longer known to cluster {handle.cluster} "
+                "(ECS forgets stopped tasks after about an hour)"
+            )
+        return dict(tasks[0])
+
+    def _forward(self, handle: EcsHandle, token: str | None, lines: LogLines) -> str | None:
+        """Emit the stream's events after ``token``; the token to continue from."""
+        from botocore.exceptions import ClientError
+
+        while True:
+            kwargs: dict[str, Any] = {
+                "logGroupName": handle.log_group,
+                "logStreamName": handle.log_stream,
+                "startFromHead": True,
+            }
+            if token is not None:
+                kwargs["nextToken"] = token
+            try:
+                response = self.logs.get_log_events(**kwargs)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                    return token  # the stream does not exist yet (the task has not started)
+                raise
+            events = response.get("events") or []
+            for event in events:
+                lines.feed(str(event.get("message", "")) + "\n")
+            following = response.get("nextForwardToken")
+            if not events or following is None or following == token:
+                return following if following is not None else token
+            token = following
+
+    def _mark_collected(self, handle: EcsHandle) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.ecs.tag_resource(resourceArn=handle.task_arn, tags=[{"key": COLLECTED_TAG, "value": "true"}])
+        except (ClientError, BotoCoreError) as exc:  # a later try may then collect it again: say so
+            self.log.warning("could not tag ECS task %s as collected: %s", handle.task_id, exc)
+
+    # -- stop ----------------------------------------------------------------------------------
+    def stop(self, handle: EcsHandle, reason: str) -> None:
+        """StopTask (ECS sends SIGTERM, then SIGKILL after the container's stop timeout)."""
+        self.ecs.stop_task(cluster=handle.cluster, task=handle.task_arn, reason=reason[:255])
