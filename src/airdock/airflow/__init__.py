@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DockerHygieneOperator", "EcrConnectionSyncOperator", "EcrDockerOperator"]
+__all__ = ["ContainerOperator", "DockerHygieneOperator", "EcrConnectionSyncOperator", "EcrDockerOperator"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "ContainerOperator":
+        from airdock.airflow.container import ContainerOperator
+
+        return ContainerOperator
     if name == "EcrDockerOperator":
         from airdock.airflow.operators import EcrDockerOperator
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +70,16 @@ class EcsTarget:
 
     # -- start ---------------------------------------------------------------------------------
     def start(
-        self, spec: ContainerSpec, identity: TaskIdentity, task_definition: str, image: str
+        self,
+        spec: ContainerSpec,
+        identity: TaskIdentity,
+        task_definition: str,
+        image: str,
+        extra: Mapping[str, Any] | None = None,
     ) -> EcsHandle:
-        """RunTask for ``spec`` on ``task_definition`` (whose container runs ``image``)."""
+        """RunTask for ``spec`` on ``task_definition`` (whose container runs ``image``); ``extra``
+        adds RunTask arguments (``platformVersion``, ``propagateTags``, ...) and may not replace
+        the ones airdock sets."""
         from botocore.exceptions import ClientError
 
         override: dict[str, Any] = {"name": CONTAINER_NAME}
@@ -81,17 +88,23 @@ class EcsTarget:
         environment = {**spec.environment, **spec.secret_environment}
         if environment:
             override["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
-        try:
-            response = self.ecs.run_task(
-                cluster=self.settings.cluster,
-                taskDefinition=task_definition,
-                count=1,
-                startedBy=identity.started_by(),
-                clientToken=identity.client_token(),
-                tags=[{"key": k, "value": v} for k, v in identity.tags().items()],
-                overrides={"containerOverrides": [override]},
-                **self.settings.run_task_placement(),
+        arguments: dict[str, Any] = {
+            "cluster": self.settings.cluster,
+            "taskDefinition": task_definition,
+            "count": 1,
+            "startedBy": identity.started_by(),
+            "clientToken": identity.client_token(),
+            "tags": [{"key": k, "value": v} for k, v in identity.tags().items()],
+            "overrides": {"containerOverrides": [override]},
+            **self.settings.run_task_placement(),
+        }
+        clash = sorted(set(extra or {}) & set(arguments))
+        if clash:
+            raise EcsRunError(
+                f"ecs_overrides run_task_kwargs may not set {', '.join(clash)}: airdock sets them"
             )
+        try:
+            response = self.ecs.run_task(**arguments, **(extra or {}))
         except ClientError as exc:
             error = exc.response["Error"]
             raise EcsRunError(

@@ -1,0 +1,476 @@
+"""``ContainerOperator``: one set of arguments, two places to run — the worker's Docker engine or AWS ECS."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from airdock.airflow.config import option
+from airdock.airflow.operators import IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
+from airdock.engine.logs import KeepPolicy
+from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError
+from airdock.targets.docker import find_container, follow_container, mark_collected
+from airdock.targets.ecs.settings import EcsSettings
+from airdock.targets.spec import ContainerSpec, Outcome, TaskIdentity
+
+__all__ = ["ContainerOperator"]
+
+TARGETS = ("docker", "ecs")
+FAILURE_TAIL_LINES = 20
+_SECRET_REF = re.compile(
+    r"(var:.+|conn:[^:]+(:(login|password|host|schema|port|extra\..+))?"
+    r"|arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:.+)"
+)
+_SETTINGS_FIELDS = tuple(f.name for f in fields(EcsSettings) if f.name != "region")
+_ECS_EXTRA = ("run_task_kwargs", "container_definition")
+_STATUS_CODE = re.compile(r"'StatusCode': (-?\d+)")
+
+
+class ContainerOperator(EcrDockerOperator):
+    """Run a container image as a task on the worker's Docker engine or on AWS ECS.
+
+    :param image: the image reference (ECR images get their credentials at run time).
+    :param command: the command (a list, or a string split as a shell would).
+    :param entrypoint: replaces the image's entry point.
+    :param environment: plain environment variables.
+    :param secret_environment: name → where the value lives: ``var:<key>`` (an Airflow variable),
+        ``conn:<conn_id>[:<field>]`` (an Airflow connection's password, or ``login``, ``host``,
+        ``schema``, ``port``, ``extra.<key>``), or a Secrets Manager / SSM parameter ARN. Values
+        are masked in logs; on ECS an ARN is resolved by ECS itself (task execution role).
+    :param cpu: CPU units, 1024 = one vCPU (docker: ``cpus=cpu/1024``).
+    :param memory: MiB (docker: ``mem_limit``).
+    :param working_dir: the container's working directory.
+    :param user: the user the container runs as.
+    :param run_on: ``"docker"`` or ``"ecs"``; default ``[airdock] run_on`` (``docker``), so a
+        deployment moves its tasks by configuration alone.
+    :param pull_policy: docker only: ``if_not_present``, ``always`` or ``never``.
+    :param remove: ``always``, ``on_success`` or ``never`` (docker: the container; ECS keeps
+        stopped tasks itself).
+    :param reattach: when a try starts, follow the container or ECS task an earlier try of the
+        same task instance started and no try collected (its worker died) instead of starting a
+        second one.
+    :param aws_conn_id: the AWS connection (ECR logins; ECS and CloudWatch Logs calls).
+    :param docker_kwargs: more ``DockerOperator`` arguments (``docker_url``, ``mounts``,
+        ``network_mode``, ...), used when running on docker.
+    :param ecs_overrides: ECS settings for this task (``cluster``, ``launch_type``, ``subnets``,
+        ``security_groups``, ``assign_public_ip``, ``execution_role_arn``, ``task_role_arn``,
+        ``log_group``, ``capacity_provider_strategy``, ``keep_revisions``; else ``[airdock]
+        ecs_<name>``), plus ``run_task_kwargs`` (more RunTask arguments) and
+        ``container_definition`` (more container-definition fields, e.g. ``ulimits``).
+
+    Either way the task log carries the output line by line, XCom ``return_value`` is the last
+    line (every line with ``xcom_all=True``), ``image_digest`` the digest that ran, a non-zero
+    exit fails the task with the exit code and the last lines, and ``skip_on_exit_code`` skips.
+    """
+
+    template_fields: Sequence[str] = (*EcrDockerOperator.template_fields, "run_on", "secret_environment")
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        command: str | list[str] | None = None,
+        entrypoint: str | list[str] | None = None,
+        environment: dict[str, str] | None = None,
+        secret_environment: dict[str, str] | None = None,
+        cpu: int | None = None,
+        memory: int | None = None,
+        working_dir: str | None = None,
+        user: str | None = None,
+        run_on: str | None = None,
+        pull_policy: str = "if_not_present",
+        remove: str = "always",
+        reattach: bool = True,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        docker_kwargs: dict[str, Any] | None = None,
+        ecs_overrides: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        docker_kwargs = dict(docker_kwargs or {})
+        if run_on is not None and "{{" not in run_on and run_on not in TARGETS:
+            raise ValueError(f"invalid run_on={run_on!r}: use 'docker' or 'ecs'")
+        for name, value in (("cpu", cpu), ("memory", memory)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                unit = "CPU units" if name == "cpu" else "MiB"
+                raise ValueError(f"invalid {name}={value!r}: a positive integer ({unit})")
+        for name, ref in (secret_environment or {}).items():
+            if "{{" not in str(ref) and not _SECRET_REF.fullmatch(str(ref)):
+                raise ValueError(
+                    f"invalid secret_environment[{name!r}]: use var:<key>, conn:<conn_id>[:<field>] or a "
+                    "Secrets Manager / SSM parameter ARN"
+                )
+        unknown = sorted(set(ecs_overrides or {}) - set(_SETTINGS_FIELDS) - set(_ECS_EXTRA))
+        if unknown:
+            known = ", ".join((*_SETTINGS_FIELDS, *_ECS_EXTRA))
+            raise ValueError(f"unknown ecs_overrides {', '.join(unknown)}: use {known}")
+        if cpu is not None:
+            docker_kwargs.setdefault("cpus", cpu / 1024)
+        if memory is not None:
+            docker_kwargs.setdefault("mem_limit", f"{memory}m")
+        super().__init__(
+            image=image,
+            command=command,
+            entrypoint=entrypoint,
+            environment=environment or {},
+            working_dir=working_dir,
+            user=user,
+            pull_policy=pull_policy,
+            remove=remove,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            **docker_kwargs,
+            **kwargs,
+        )
+        self.secret_environment = dict(secret_environment or {})
+        self.cpu = cpu
+        self.memory = memory
+        self.run_on = run_on
+        self.reattach = reattach
+        self.ecs_overrides = dict(ecs_overrides or {})
+        self._ecs_running: tuple[Any, Any] | None = None
+
+    # -- choosing the target ---------------------------------------------------------------------
+    def _target(self) -> str:
+        target = self.run_on or option("run_on") or "docker"
+        if target not in TARGETS:
+            raise AirflowFailException(
+                f"invalid run_on {target!r} ([airdock] run_on or the task): use docker or ecs"
+            )
+        return target
+
+    def execute(self, context: Any) -> Any:
+        target = self._target()
+        ti = context["ti"]
+        identity = TaskIdentity(
+            dag_id=str(ti.dag_id),
+            task_id=str(ti.task_id),
+            run_id=str(ti.run_id),
+            map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+        )
+        self.log.info("running %s on %s (try %d)", self.image, target, identity.try_number)
+        if target == "docker":
+            return self._execute_docker(context, identity)
+        return self._execute_ecs(context, identity)
+
+    # -- secrets ---------------------------------------------------------------------------------
+    def _resolve_secrets(self, *, arns_too: bool) -> tuple[dict[str, str], dict[str, str]]:
+        """(name → value resolved here, masked; name → ARN left for ECS to resolve)."""
+        from airflow.sdk.log import mask_secret
+
+        values: dict[str, str] = {}
+        arns: dict[str, str] = {}
+        for name, ref in self.secret_environment.items():
+            ref = str(ref)
+            if ref.startswith("arn:") and not arns_too:
+                arns[name] = ref
+                continue
+            try:
+                value = self._secret_value(ref)
+            except AirdockError as exc:
+                raise AirflowFailException(f"secret_environment[{name!r}]: {exc}") from None
+            mask_secret(value)
+            values[name] = value
+        return values, arns
+
+    def _secret_value(self, ref: str) -> str:
+        from airflow.sdk import BaseHook, Variable
+
+        if ref.startswith("var:"):
+            try:
+                return str(Variable.get(ref[4:]))
+            except Exception:
+                raise ConfigError(f"Airflow variable {ref[4:]!r} does not exist or cannot be read") from None
+        if ref.startswith("conn:"):
+            _, conn_id, *rest = ref.split(":", 2)
+            field_name = rest[0] if rest else "password"
+            try:
+                conn = BaseHook.get_connection(conn_id)
+            except Exception:
+                raise ConfigError(f"Airflow connection {conn_id!r} does not exist") from None
+            if field_name.startswith("extra."):
+                value = conn.extra_dejson.get(field_name[6:])
+            else:
+                value = getattr(conn, field_name, None)
+            if value in (None, ""):
+                raise ConfigError(f"Airflow connection {conn_id!r} has no {field_name}")
+            return str(value)
+        return self._aws_secret(ref)
+
+    def _aws_secret(self, arn: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        service, region = arn.split(":")[2], arn.split(":")[3]
+        client = self._aws_client("secretsmanager" if service == "secretsmanager" else "ssm", region)
+        try:
+            if service == "secretsmanager":
+                return str(client.get_secret_value(SecretId=arn)["SecretString"])
+            name = arn.split(":", 5)[5].removeprefix("parameter")
+            return str(client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"could not read {arn}: {exc}") from None
+
+    def _aws_client(self, service: str, region: str | None) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service, region_name=region).get_conn()
+
+    # -- docker ----------------------------------------------------------------------------------
+    def _execute_docker(self, context: Any, identity: TaskIdentity) -> Any:
+        values, _ = self._resolve_secrets(arns_too=True)
+        current: dict[str, str] = dict(getattr(self, "_private_environment", None) or {})
+        self._private_environment = {**current, **values}
+        if self.reattach:
+            found = find_container(self._engine_client(), self._identity_labels(identity))
+            if found is not None:
+                return self._collect_docker(context, found)
+            if identity.try_number > 1:
+                self.log.info("no container of an earlier try to reattach to: starting a new one")
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+        try:
+            return super().execute(context)
+        except DockerContainerFailedException as exc:
+            code = _STATUS_CODE.search(str(exc))
+            reason = f"the container exited with code {code.group(1)}" if code else str(exc)
+            tail = [
+                line.decode(errors="replace") if isinstance(line, bytes) else str(line)
+                for line in exc.logs or []
+            ]
+            raise AirflowException(_failure(reason, tail)) from None
+
+    def _engine_client(self) -> Any:
+        from airdock.images import parse_image_ref
+
+        try:
+            return self._engine(parse_image_ref(str(self.image)))
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    def _identity_labels(self, identity: TaskIdentity) -> dict[str, str]:
+        from airdock.hygiene.model import (
+            LABEL_DAG_ID,
+            LABEL_MAP_INDEX,
+            LABEL_RUN_ID,
+            LABEL_TASK_ID,
+            MANAGED_LABEL,
+        )
+
+        return {
+            MANAGED_LABEL: "true",
+            LABEL_DAG_ID: identity.dag_id,
+            LABEL_TASK_ID: identity.task_id,
+            LABEL_RUN_ID: identity.run_id,
+            LABEL_MAP_INDEX: str(identity.map_index),
+        }
+
+    def _collect_docker(self, context: Any, found: dict[str, Any]) -> Any:
+        from airdock.hygiene.model import LABEL_TRY_NUMBER
+
+        cli = self._engine_client()
+        container_id = str(found["Id"])
+        try_label = (found.get("Labels") or {}).get(LABEL_TRY_NUMBER, "?")
+        if found.get("State") == "running":
+            self.log.info(
+                "reattaching to container %s started by try %s: still running", container_id[:12], try_label
+            )
+        else:
+            self.log.info(
+                "container %s started by try %s finished while no worker watched: collecting its result",
+                container_id[:12],
+                try_label,
+            )
+        self.container = {"Id": container_id}
+        digest = self._container_digest(cli, container_id)
+        if digest:
+            context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+        keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
+        outcome = follow_container(cli, container_id, self.log.info, keep)
+        self._dispose_container(outcome.succeeded)
+        return self._result(outcome)
+
+    def _container_digest(self, cli: Any, container_id: str) -> str | None:
+        try:
+            image_id = str(cli.inspect_container(container_id)["Image"])
+            digests = cli.inspect_image(image_id).get("RepoDigests") or []
+        except Exception:  # the digest is information; never fail the task for it
+            return None
+        return str(digests[0]).split("@", 1)[1] if digests else image_id
+
+    def _dispose_container(self, succeeded: bool) -> None:
+        super()._dispose_container(succeeded)
+        container = getattr(self, "container", None)
+        if not container:
+            return
+        try:  # kept by the remove policy: mark it collected, so no later try reattaches to it
+            mark_collected(self.cli, str(container["Id"]))
+        except Exception as exc:  # removed (the usual case), or the engine is gone: nothing to mark
+            if "No such container" not in str(exc) and "404" not in str(exc):
+                self.log.debug("could not mark container %s collected: %s", str(container["Id"])[:12], exc)
+
+    # -- ecs -------------------------------------------------------------------------------------
+    def _ecs_settings(self, region: str) -> EcsSettings:
+        def split(value: str | None) -> tuple[str, ...]:
+            return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+        values: dict[str, Any] = {
+            "cluster": option("ecs_cluster") or "default",
+            "launch_type": option("ecs_launch_type") or "FARGATE",
+            "subnets": split(option("ecs_subnets")),
+            "security_groups": split(option("ecs_security_groups")),
+            "assign_public_ip": (option("ecs_assign_public_ip") or "false").lower()
+            in ("true", "1", "yes", "enabled"),
+            "execution_role_arn": option("ecs_execution_role_arn"),
+            "task_role_arn": option("ecs_task_role_arn"),
+            "log_group": option("ecs_log_group") or "/airdock/tasks",
+            "capacity_provider_strategy": split(option("ecs_capacity_provider_strategy")),
+            "keep_revisions": int(option("ecs_keep_revisions") or 5),
+        }
+        for key in _SETTINGS_FIELDS:
+            if key in self.ecs_overrides:
+                value = self.ecs_overrides[key]
+                values[key] = tuple(value) if isinstance(value, list | tuple) else value
+        try:
+            return EcsSettings(region=region, **values)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    def _spec(self, secret_values: Mapping[str, str], secret_arns: Mapping[str, str]) -> ContainerSpec:
+        def argv(value: Any) -> tuple[str, ...] | None:
+            if value is None or value == "" or value == []:
+                return None
+            return tuple(shlex.split(value)) if isinstance(value, str) else tuple(str(v) for v in value)
+
+        return ContainerSpec(
+            image=str(self.image),
+            command=argv(self.command),
+            entrypoint=argv(self.entrypoint),
+            environment={str(k): str(v) for k, v in (self.environment or {}).items()},
+            secret_environment=dict(secret_values),
+            secret_arns=dict(secret_arns),
+            cpu=self.cpu,
+            memory=self.memory,
+            working_dir=self.working_dir,
+            user=self.user,
+        )
+
+    def _execute_ecs(self, context: Any, identity: TaskIdentity) -> Any:
+        from airdock.airflow.credentials import configured_ecr_registries
+        from airdock.images import ecr_registry_for, parse_image_ref
+        from airdock.targets.ecs.image import pin_to_digest
+        from airdock.targets.ecs.target import EcsRunError, EcsTarget
+        from airdock.targets.ecs.task_definition import desired_definition, family_for
+        from airdock.targets.ecs.task_definitions import TaskDefinitions
+
+        ecs = self._aws_client("ecs", self.region_name)
+        region = str(ecs.meta.region_name or "")
+        if not region:
+            raise AirflowFailException(
+                f"no AWS region for ECS: set region_name on the connection '{self.aws_conn_id}' or the task"
+            )
+        settings = self._ecs_settings(region)
+        target = EcsTarget(ecs, self._aws_client("logs", region), settings, log=self.log)
+        keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
+        handle = None
+        if self.reattach:
+            found = target.find(identity)
+            if found is not None:
+                handle, running = found
+                self.log.info(
+                    "reattaching to ECS task %s started by an earlier try: %s",
+                    handle.task_id,
+                    "still running"
+                    if running
+                    else "it finished while no worker watched; collecting its result",
+                )
+            elif identity.try_number > 1:
+                self.log.info("no ECS task of an earlier try to reattach to: starting a new one")
+        if handle is None:
+            try:
+                ref = parse_image_ref(str(self.image))
+            except ConfigError as exc:
+                raise AirflowFailException(str(exc)) from None
+            secret_values, secret_arns = self._resolve_secrets(arns_too=False)
+            spec = self._spec(secret_values, secret_arns)
+            image, digest = str(ref), None
+            registry = ecr_registry_for(ref, configured_ecr_registries())
+            try:
+                if registry is not None:
+                    image, digest = pin_to_digest(
+                        self._aws_client("ecr", registry.region or region), ref, registry
+                    )
+                desired = desired_definition(
+                    spec, image, family_for(identity.dag_id, identity.task_id), settings
+                )
+                desired["containerDefinitions"][0].update(
+                    self.ecs_overrides.get("container_definition") or {}
+                )
+                definitions = TaskDefinitions(ecs, _lock_dir(), keep=settings.keep_revisions, log=self.log)
+                definition = definitions.ensure(desired)
+                handle = target.start(
+                    spec, identity, definition, image, self.ecs_overrides.get("run_task_kwargs")
+                )
+            except (ConfigError, AccessDeniedError, EcsRunError) as exc:
+                raise AirflowFailException(str(exc)) from None
+            except (ImagePullError, AirdockError) as exc:
+                raise AirflowException(str(exc)) from None
+            self.log.info(
+                "started ECS task %s on cluster %s (task definition %s, image %s)",
+                handle.task_id,
+                settings.cluster,
+                definition.rsplit("/", 1)[-1],
+                image,
+            )
+        digest = handle.image.split("@", 1)[1] if "@" in handle.image else None
+        if digest:
+            context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+        self._ecs_running = (target, handle)
+        try:
+            outcome = target.follow(handle, self.log.info, keep)
+        finally:
+            self._ecs_running = None
+        return self._result(outcome)
+
+    def on_kill(self) -> None:
+        running = self._ecs_running
+        if running is None:
+            super().on_kill()
+            return
+        target, handle = running
+        self.log.info("stopping ECS task %s", handle.task_id)
+        try:
+            target.stop(handle, "the Airflow task was stopped (airdock on_kill)")
+        except Exception as exc:  # on_kill must not raise; the task is ending anyway
+            self.log.warning("could not stop ECS task %s: %s", handle.task_id, exc)
+
+    # -- both ------------------------------------------------------------------------------------
+    def _result(self, outcome: Outcome) -> Any:
+        skip = self.skip_on_exit_code or ()
+        if outcome.exit_code is not None and outcome.exit_code in skip:
+            raise AirflowSkipException(f"the container exited with code {outcome.exit_code}: skipping")
+        if not outcome.succeeded:
+            raise AirflowException(_failure(outcome.reason or "the container failed", outcome.tail))
+        if not self.do_xcom_push:
+            return None
+        if self.xcom_all:
+            return outcome.kept
+        return outcome.kept[-1] if outcome.kept else None
+
+
+def _failure(reason: str, tail: Sequence[str]) -> str:
+    lines = list(tail)[-FAILURE_TAIL_LINES:]
+    if not lines:
+        return f"{reason}; it printed nothing"
+    return f"{reason}; its last {len(lines)} line(s):\n" + "\n".join(lines)
+
+
+def _lock_dir() -> Any:
+    from airdock.hygiene.state import resolve_state_dir
+
+    return resolve_state_dir(option("state_dir")) / "locks"
