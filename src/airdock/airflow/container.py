@@ -377,6 +377,8 @@ class ContainerOperator(EcrDockerOperator):
         settings = self._ecs_settings(region)
         target = EcsTarget(ecs, self._aws_client("logs", region), settings, log=self.log)
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
+        # Resolved (and masked) before anything is followed: a reattached task prints them too.
+        secret_values, secret_arns = self._resolve_secrets(arns_too=False)
         handle = None
         if self.reattach:
             found = target.find(identity)
@@ -396,7 +398,6 @@ class ContainerOperator(EcrDockerOperator):
                 ref = parse_image_ref(str(self.image))
             except ConfigError as exc:
                 raise AirflowFailException(str(exc)) from None
-            secret_values, secret_arns = self._resolve_secrets(arns_too=False)
             spec = self._spec(secret_values, secret_arns)
             image, digest = str(ref), None
             registry = ecr_registry_for(ref, configured_ecr_registries())
