@@ -154,3 +154,82 @@ def test_cli_bad_input_is_one_line() -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip() == "airdock: error: unknown format 'yaml': use one of json, terraform"
+
+
+# -- ecs-runner ------------------------------------------------------------------------------------
+
+ECS_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+TASK_ROLE = "arn:aws:iam::123456789012:role/jobRole"
+
+
+def _ecs_schema() -> dict[str, Any]:
+    """The IAM grammar again, for any service's actions and with Condition blocks."""
+    schema = json.loads(json.dumps(IAM_POLICY_SCHEMA))
+    statement = schema["properties"]["Statement"]["items"]
+    statement["properties"]["Condition"] = {
+        "type": "object",
+        "additionalProperties": {"type": "object", "additionalProperties": {"type": ["string", "array"]}},
+    }
+    action = {"type": "string", "pattern": "^(ecs|ecr|iam|logs):[A-Za-z]+$"}
+    statement["properties"]["Action"] = {"oneOf": [action, {"type": "array", "minItems": 1, "items": action}]}
+    return schema
+
+
+def test_ecs_runner_has_exactly_what_container_operator_calls_scoped() -> None:
+    document = policy_document(
+        "ecs-runner", ("team/*",), "123456789012", "eu-west-1",
+        cluster="jobs", pass_roles=(ECS_ROLE, TASK_ROLE), log_group="/airdock/tasks",
+    )  # fmt: skip
+    jsonschema.validate(document, _ecs_schema())
+    assert actions(document) == {
+        "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
+        "ecs:ListTaskDefinitions", "ecs:RunTask", "ecs:DescribeTasks", "ecs:ListTasks", "ecs:StopTask",
+        "ecs:TagResource", "iam:PassRole", "logs:GetLogEvents", "ecr:BatchGetImage",
+    }  # fmt: skip
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    # "*" only where IAM offers nothing narrower.
+    assert [s["Sid"] for s in document["Statement"] if s["Resource"] == "*"] == [
+        "EcsTaskDefinitions",
+        "EcsListTasks",
+    ]
+    cluster = {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/jobs"}}
+    assert by_sid["EcsListTasks"]["Condition"] == cluster
+    assert (
+        by_sid["EcsRunTask"]["Resource"] == "arn:aws:ecs:eu-west-1:123456789012:task-definition/airdock-*:*"
+    )
+    assert by_sid["EcsRunTask"]["Condition"] == cluster
+    assert by_sid["EcsTasks"]["Resource"] == "arn:aws:ecs:eu-west-1:123456789012:task/jobs/*"
+    assert by_sid["PassTaskRoles"]["Resource"] == [ECS_ROLE, TASK_ROLE]
+    assert by_sid["PassTaskRoles"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    assert by_sid["TaskLogs"]["Resource"] == (
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/airdock/tasks:log-stream:*"
+    )
+    assert by_sid["PinImages"]["Resource"] == ["arn:aws:ecr:eu-west-1:123456789012:repository/team/*"]
+    hcl = render(document, "terraform", "airdock_ecs_runner")
+    assert hcl.count("condition {") == 4 and '"ecs-tasks.amazonaws.com"' in hcl
+    assert hcl.count("{") == hcl.count("}")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cluster": "no spaces"}, "invalid cluster name 'no spaces'"),
+        ({"pass_roles": ("ecsTaskExecutionRole",)}, "invalid role ARN 'ecsTaskExecutionRole'"),
+        ({"log_group": "bad group!"}, "invalid log group 'bad group!'"),
+    ],
+)
+def test_ecs_runner_bad_input(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        policy_document("ecs-runner", **kwargs)
+
+
+def test_cli_prints_the_ecs_runner_policy() -> None:
+    result = airdock(
+        "iam-policy", "ecs-runner", "--account", "123456789012", "--region", "eu-west-1",
+        "--cluster", "jobs", "--pass-role", ECS_ROLE,
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, _ecs_schema())
+    assert {s["Sid"]: s for s in document["Statement"]}["PassTaskRoles"]["Resource"] == [ECS_ROLE]

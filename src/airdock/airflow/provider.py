@@ -59,6 +59,46 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "7d",
         "",
     ),
+    "run_on": (
+        "Where ContainerOperator tasks run unless the task says: 'docker' (the worker's Docker engine) "
+        "or 'ecs' (AWS ECS, with the ecs_* settings below).",
+        "ecs",
+        "docker",
+    ),
+    "ecs_cluster": ("ECS cluster of ContainerOperator tasks run on ECS.", "jobs", "default"),
+    "ecs_launch_type": (
+        "FARGATE or EC2 (ignored when ecs_capacity_provider_strategy is set).",
+        "EC2",
+        "FARGATE",
+    ),
+    "ecs_subnets": (
+        "Comma-separated subnet ids of awsvpc tasks (FARGATE needs them).",
+        "subnet-0a1b,subnet-2c3d",
+        "",
+    ),
+    "ecs_security_groups": ("Comma-separated security group ids of awsvpc tasks.", "sg-0a1b", ""),
+    "ecs_assign_public_ip": ("Give awsvpc tasks a public IP (true/false).", "true", "false"),
+    "ecs_execution_role_arn": (
+        "Task execution role: pulls from ECR, writes CloudWatch Logs, reads ECS secrets (FARGATE needs it).",
+        "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+        "",
+    ),
+    "ecs_task_role_arn": ("Role the job itself runs as.", "arn:aws:iam::123456789012:role/jobRole", ""),
+    "ecs_log_group": (
+        "CloudWatch log group of the tasks' output (created when missing).",
+        "/team/jobs",
+        "/airdock/tasks",
+    ),
+    "ecs_capacity_provider_strategy": (
+        "Comma-separated provider[:weight[:base]] items; replaces the launch type.",
+        "FARGATE_SPOT:3,FARGATE:1",
+        "",
+    ),
+    "ecs_keep_revisions": (
+        "Task-definition revisions airdock keeps per family; older ones it registered are deregistered.",
+        "10",
+        "5",
+    ),
     "gc_keep": (
         "Comma-separated patterns (fnmatch) of image references the GC never removes.",
         "prod/*,*:stable",
