@@ -73,6 +73,7 @@ ENGINE_BENCHMARKS = {
     "gc_apply": ("gc_apply_s",),
     "logs": ("log_lines_per_s", "log_peak_rss_mb", "log_lines_per_s_100k", "log_peak_rss_mb_100k"),
     "ecs_local": ("ecs_local_run_s", "ecs_local_raw_docker_s"),
+    "ecs_task": ("ecs_task_start_s", "ecs_task_start_stock_s", "ecs_register_calls_20"),
 }
 # What the benchmarks name their images and temporary directories: none may outlive a run.
 LEFTOVER_MARKERS = (
@@ -81,6 +82,7 @@ LEFTOVER_MARKERS = (
     "airdock-bench-gc-",
     "/bench/logs",
     "/bench/ecs-local",
+    "/bench/ecs-task",
 )
 
 
@@ -120,10 +122,12 @@ def test_engine_benchmark_runs_at_tiny_scale_and_leaves_nothing_behind(
         assert 0 < results[f"{figure}_min"] <= results[figure] <= results[f"{figure}_max"]
     compared = {"task_start": "task_start_ms", "auth": "auth_cold_ms", "pull": "pull_mb_per_s"}
     compared.update(gc_apply="gc_apply_s", fanout="fanout_20_wall_s", logs="log_lines_per_s")
-    compared.update(ecs_local="ecs_local_run_s")
+    compared.update(ecs_local="ecs_local_run_s", ecs_task="ecs_task_start_s")
     assert results[f"{compared[name]}_baseline"] > 0
     if name == "fanout":  # 2 processes at this scale: one token call with airdock, one each without
         assert (results["fanout_20_token_calls"], results["fanout_20_token_calls_baseline"]) == (1, 2)
+    if name == "ecs_task":  # 2 processes at this scale: one registration with airdock, one each without
+        assert (results["ecs_register_calls_20"], results["ecs_register_calls_20_baseline"]) == (1, 2)
     tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or ()]
     assert not [tag for tag in tags if any(marker in tag for marker in LEFTOVER_MARKERS)]
     containers = [c["Image"] for c in client.api.containers(all=True)]

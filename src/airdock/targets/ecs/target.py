@@ -3,7 +3,7 @@
 ``EcsTarget`` takes boto3 ECS and CloudWatch Logs clients and an :class:`EcsSettings`. A task is
 started with ``startedBy`` = the identity's stable hash, the identity as tags and a client token
 per try; its command, environment and worker-resolved secret values travel in the container
-overrides. ``follow`` polls DescribeTasks (0.5 s growing to ``poll_seconds``) and forwards each
+overrides. ``follow`` polls DescribeTasks (0.25 s growing to ``poll_seconds``) and forwards each
 new CloudWatch Logs event as one line, keeping only what the caller's :class:`KeepPolicy` needs;
 once the task is STOPPED it drains the stream and returns an :class:`Outcome`. A task whose result
 was taken is tagged ``airdock.collected``, so a later try never collects it twice.
@@ -26,7 +26,7 @@ from airdock.targets.spec import COLLECTED_TAG, ContainerSpec, Outcome, TaskIden
 
 __all__ = ["EcsHandle", "EcsRunError", "EcsTarget"]
 
-FIRST_POLL_S = 0.5
+FIRST_POLL_S = 0.25
 
 
 class EcsRunError(AirdockError):
