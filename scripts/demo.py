@@ -1,7 +1,9 @@
-"""`make demo`: build the example job image, push it to the local ECR stack, run the example DAG.
+"""`make demo`: build the example job image, push it to the local ECR stack, run the example DAGs.
 
 Runs under scripts/engine.sh (DOCKER_HOST points at a live engine). Steps, each announced:
-stack up → build → create repository → push → drop the local copy → Airflow DB → `airflow dags test`.
+stack up → build → create repository → push → drop the local copy → Airflow DB → `airflow dags test`
+of the scraper DAG (tokens renewed between two scrapes) → the portable scraper DAG on the worker's
+Docker engine, then unchanged on the local stack's ECS (`AIRFLOW__AIRDOCK__RUN_ON=ecs`).
 Exits non-zero with one line when a step fails.
 """
 
@@ -26,6 +28,8 @@ from airdock.local.stack import LocalStack
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".airdock"
 DAG_ID = "airdock_example_scraper"
+PORTABLE_DAG_ID = "airdock_example_portable_scraper"
+EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"  # any well-formed ARN locally
 TOKEN_TTL = "20s"  # noqa: S105 - a lifetime; the DAG pauses 25 s between scrapes, so the 2nd renews
 REPOSITORY = "airdock-demo/scraper"
 AIRDOCK = str(ROOT / ".venv/bin/airdock")
@@ -38,6 +42,8 @@ SHOWN = (
     "ECR token",
     "pulled ",
     "running ",
+    "started ECS task",
+    "registered ECS task definition",
     "sleep",
     "DagRun Finished",
     "[error",
@@ -134,13 +140,32 @@ def run_demo(stack: LocalStack) -> None:
     if migrate.returncode:
         fail(f"airflow db migrate failed: {(migrate.stderr or migrate.stdout).strip().splitlines()[-1:]}")
 
-    log_path = STATE / "demo" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    step(f"running `airflow dags test {DAG_ID}`: scrape, pause 25 s, scrape again")
+    dags_test(DAG_ID, env, airflow_home)
+    for target in ("docker", "ecs"):
+        where = "the worker's Docker engine" if target == "docker" else "the local stack's ECS"
+        step(f"running `airflow dags test {PORTABLE_DAG_ID}` with AIRFLOW__AIRDOCK__RUN_ON={target}: {where}")
+        dags_test(
+            PORTABLE_DAG_ID,
+            {
+                **env,
+                "AIRFLOW__AIRDOCK__RUN_ON": target,
+                "AIRFLOW__AIRDOCK__ECS_SUBNETS": "subnet-0demo",
+                "AIRFLOW__AIRDOCK__ECS_EXECUTION_ROLE_ARN": EXECUTION_ROLE,
+            },
+            airflow_home,
+        )
+
+
+def dags_test(dag_id: str, env: dict[str, str], airflow_home: Path) -> None:
+    """``airflow dags test dag_id``, its telling lines shown live; fail() unless it succeeds."""
+    log_path = STATE / "demo" / f"dags-test-{dag_id}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    step(f"running `airflow dags test {DAG_ID}`: scrape, pause 25 s, scrape again (full output: {log_path})")
+    step(f"full output: {log_path}")
     state = "unknown"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [AIRFLOW, "dags", "test", DAG_ID],
+            [AIRFLOW, "dags", "test", dag_id],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -156,10 +181,11 @@ def run_demo(stack: LocalStack) -> None:
                 state = found.group(1)
         proc.wait()
     task_logs = sorted(
-        (airflow_home / "logs").glob(f"dag_id={DAG_ID}/**/*.log"), key=lambda p: p.stat().st_mtime
+        (airflow_home / "logs").glob(f"dag_id={dag_id}/**/*.log"), key=lambda p: p.stat().st_mtime
     )
     step(f"DAG run state: {state}")
-    step(f"logs: {log_path}" + (f" and {task_logs[-1]}" if task_logs else ""))
+    if task_logs:
+        step(f"task log: {task_logs[-1]}")
     if state != "success" or proc.returncode:
         fail(f"the DAG run did not succeed (state {state}); see {log_path}")
 
