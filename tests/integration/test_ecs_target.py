@@ -173,3 +173,62 @@ def test_stop_ends_a_running_task(stack: StackHandle, ecs_image: str, tmp_path: 
     follower.join(60)
     outcome = box["outcome"]
     assert outcome.reason == "the ECS task was stopped: stopped by the test"
+
+
+def _ensure_in_process(
+    stack_dir: str, api_url: str, lock_dir: str, desired: dict[str, Any], barrier: Any
+) -> None:
+    """One task process: its own ECS client and TaskDefinitions, released with the others."""
+    import boto3
+
+    from airdock.local import settings as local_settings
+
+    ecs = boto3.client(
+        "ecs",
+        endpoint_url=api_url,
+        region_name="us-east-1",
+        aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
+    )
+    barrier.wait()
+    TaskDefinitions(ecs, Path(lock_dir)).ensure(desired)
+
+
+def test_twenty_task_processes_of_one_family_register_one_revision_then_only_on_change(
+    stack: StackHandle, ecs_image: str, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    runner = Runner(stack, tmp_path)
+    ref = parse_image_ref(ecs_image)
+    registry = ecr_registry_for(ref, [stack.settings.registry_host])
+    assert registry is not None
+    pinned, _ = pin_to_digest(runner.ecr, ref, registry)
+    family = family_for("fanout", uuid.uuid4().hex)
+
+    def registrations() -> int:
+        return int(stack.status()["ecs"]["register_task_definition_calls"])
+
+    def together(desired: dict[str, Any]) -> int:
+        before = registrations()
+        context = multiprocessing.get_context("fork")
+        barrier = context.Barrier(20)
+        args = (str(stack.data_dir), stack.settings.api_url, str(tmp_path / "locks"), desired, barrier)
+        workers = [context.Process(target=_ensure_in_process, args=args) for _ in range(20)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+        assert [w.exitcode for w in workers] == [0] * 20
+        return registrations() - before
+
+    spec = ContainerSpec(image=ecs_image, command=("echo", "one"))
+    assert together(desired_definition(spec, pinned, family, runner.settings)) == 1
+    per_run = ContainerSpec(image=ecs_image, command=("echo", "two"), environment={"NEW": "1"})
+    assert together(desired_definition(per_run, pinned, family, runner.settings)) == 0, "command, env: none"
+    secret = ContainerSpec(
+        image=ecs_image, secret_arns={"K": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}
+    )
+    assert together(desired_definition(secret, pinned, family, runner.settings)) == 1, "a changed secret: one"
+    new_image = pinned.rsplit("@", 1)[0] + "@sha256:" + "0" * 64
+    assert together(desired_definition(secret, new_image, family, runner.settings)) == 1, "a new digest: one"

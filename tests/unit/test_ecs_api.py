@@ -7,16 +7,12 @@ tests pin the API; tests/integration/test_local_ecs.py runs the real runner on t
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -25,6 +21,7 @@ from airdock.local.api.protocol import create_api_app
 from airdock.local.ecs_store import EcsStore
 from airdock.local.settings import StackSettings
 from tests.registry_push import free_port
+from tests.serving import serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,22 +42,6 @@ class Recorder:
 
     def stop(self, task_arn: str) -> None:
         self.stopped.append(task_arn)
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class Api:
@@ -432,3 +413,18 @@ def test_tagging_unknown_or_malformed_resources_fails_and_changes_nothing(
             call()
         assert error(caught)[0] == code
     assert api.ecs.list_tags_for_resource(resourceArn=f"{PREFIX}:cluster/default")["tags"] == []
+
+
+def test_container_secrets_keep_their_arns_and_need_one(api: Api) -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
+    registered = register(
+        api, "secretive", containerDefinitions=[container(secrets=[{"name": "DB", "valueFrom": arn}])]
+    )
+    assert registered["containerDefinitions"][0]["secrets"] == [{"name": "DB", "valueFrom": arn}]
+    described = api.ecs.describe_task_definition(taskDefinition="secretive")["taskDefinition"]
+    assert described["containerDefinitions"][0]["secrets"] == [{"name": "DB", "valueFrom": arn}]
+    with pytest.raises(ClientError):
+        register(
+            api, "secretive", containerDefinitions=[container(secrets=[{"name": "DB", "valueFrom": ""}])]
+        )
+    assert api.ecs.describe_task_definition(taskDefinition="secretive")["taskDefinition"]["revision"] == 1

@@ -78,9 +78,15 @@ def _container(params: Params, compat: tuple[str, ...], task_memory: str | None)
     stop_timeout = params.integer("stopTimeout", low=2, high=120)
     if stop_timeout is not None:
         doc["stopTimeout"] = stop_timeout
-    secrets = _key_values(params, "secrets") if params.has("secrets") else None
+    secrets = [
+        {
+            "name": item.required_string("name", min_len=1),
+            "valueFrom": item.required_string("valueFrom", min_len=1),
+        }
+        for item in params.structs("secrets") or []
+    ]
     if secrets:
-        doc["secrets"] = [{"name": s["name"], "valueFrom": s["value"]} for s in secrets]
+        doc["secrets"] = secrets
     log = params.struct("logConfiguration")
     if log is not None:
         driver = log.required_string("logDriver")
