@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -38,6 +35,7 @@ from tests.registry_push import (
     registry_available,
     running_registry,
 )
+from tests.serving import serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,24 +105,6 @@ class Stack:
 
     def status(self) -> dict[str, Any]:
         return dict(httpx.get(self.settings.api_url + "/_airdock/status", trust_env=False).json())
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yield its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "API server thread died"
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

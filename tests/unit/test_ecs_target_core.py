@@ -27,7 +27,8 @@ from airdock.targets.ecs.task_definition import (
 from airdock.targets.ecs.task_definitions import TaskDefinitions
 from airdock.targets.spec import ContainerSpec, TaskIdentity
 from tests.registry_push import free_port
-from tests.unit.test_ecs_api import ACCOUNT, REGION, ROLE, Api, Recorder, serving
+from tests.serving import serving
+from tests.unit.test_ecs_api import ACCOUNT, REGION, ROLE, Api, Recorder
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -30,6 +28,7 @@ from airdock.local.api.logs.events import SCAN_BUDGET
 from airdock.local.api.protocol import create_api_app
 from airdock.local.logstore import LogGroupMissing, LogStore, LogStreamMissing
 from tests.registry_push import free_port
+from tests.serving import serving
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,24 +41,6 @@ FAKE_AUTH = (
 )
 GROUP_PATTERN = r"[\.\-_/#A-Za-z0-9]+"
 TOKEN = re.compile(r"[fb]/[0-9]{56}/s")
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yield its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "API server thread died"
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def client(url: str) -> Any:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from airdock.local.sqlite_file import SqliteFile
 
 __all__ = ["EcsStore", "JsonDoc"]
 
@@ -56,39 +56,13 @@ CREATE TABLE IF NOT EXISTS client_tokens (
 """
 
 
-class EcsStore:
+class EcsStore(SqliteFile):
     """Thread-safe access to the local ECS state file (``<data_dir>/ecs.sqlite``)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
+        super().__init__(path, _SCHEMA)
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the lock is held throughout (check-then-act is atomic)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
-
-    # -- clusters -------------------------------------------------------------------------
     def cluster(self, name: str) -> JsonDoc | None:
         rows = self._rows("SELECT doc FROM clusters WHERE name = ?", (name,))
         return json.loads(rows[0][0]) if rows else None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from airdock.local.sqlite_file import SqliteFile
 
 __all__ = ["LogEvent", "LogGroup", "LogGroupExists", "LogGroupMissing", "LogStore", "LogStream"]
 __all__ += ["LogStreamExists", "LogStreamMissing", "Position"]
@@ -112,38 +112,15 @@ class LogEvent:
         return Position(self.ts, self.seq)
 
 
-class LogStore:
+class LogStore(SqliteFile):
     """Thread-safe access to the CloudWatch Logs SQLite file: one connection, one lock, WAL."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)  # before SQLite opens it: its -wal and -shm files take the same mode
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL stays consistent without an fsync per commit; a crash may lose only the last batches.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, _SCHEMA, synchronous_normal=True)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     @staticmethod
     def _group_id(db: sqlite3.Connection, group: str) -> int:
