@@ -42,7 +42,7 @@ LABEL_TASK = "airdock.local.ecs.task"
 LABEL_CONTAINER = "airdock.local.ecs.container"
 FLUSH_SECONDS = 0.2
 FLUSH_LINES = 500
-QUEUE_LINES = 5000
+QUEUE_BLOCKS = 256  # blocks of lines (one per read from the engine) waiting to be copied
 POLL_SECONDS = 0.25
 SHUTDOWN_GRACE_SECONDS = 2
 DRAIN_STALL_SECONDS = 30
@@ -61,15 +61,35 @@ def _millis(stamp: bytes) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Whole lines from a byte stream cut anywhere (a last line without newline included)."""
+class _StampClock:
+    """``_millis`` for a stream of engine timestamps, computing the date part once per second."""
+
+    def __init__(self) -> None:
+        self._second = b""
+        self._base = 0
+
+    def millis(self, stamp: bytes) -> int:
+        # The engine writes UTC with nanoseconds: 2026-12-01T12:05:27.033049622Z
+        if len(stamp) >= 24 and stamp[19:20] == b"." and stamp[-1:] == b"Z" and stamp[20:23].isdigit():
+            second = stamp[:19]
+            if second != self._second:
+                self._base = _millis(second + b"Z")
+                self._second = second
+            return self._base + int(stamp[20:23])
+        return _millis(stamp)
+
+
+def _line_blocks(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """The whole lines of each piece of a byte stream cut anywhere, a block per piece (a last line
+    without newline included)."""
     pending = b""
     for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        yield from complete
+        if complete:
+            yield complete
     if pending:
-        yield pending
+        yield [pending]
 
 
 class _Stop(Exception):
@@ -393,41 +413,49 @@ class EcsRunner:
                 batch = []
             last_flush = time.monotonic()
 
-        # A reader thread feeds a bounded queue (back-pressure: memory stays flat however fast the
-        # container prints); this loop flushes a batch when it is full or FLUSH_SECONDS old, and
-        # also when the container goes quiet, so a line is in the stream within FLUSH_SECONDS.
-        lines: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_LINES)
+        # A reader thread feeds a bounded queue of line blocks (back-pressure: memory stays flat
+        # however fast the container prints); this loop flushes a batch when it is full or
+        # FLUSH_SECONDS old, and also when the container goes quiet, so a line is in the stream
+        # within FLUSH_SECONDS.
+        blocks: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=QUEUE_BLOCKS)
+        clock = _StampClock()
 
         def read() -> None:
             try:
                 chunks = client.api.logs(container_id, stream=True, follow=True, timestamps=True)
-                for line in _lines(chunks):
-                    lines.put(line)
+                for block in _line_blocks(chunks):
+                    blocks.put(block)
             except Exception:
                 log.exception("ecs task %s: reading the output of %s stopped", arn, name)
             finally:
-                lines.put(None)
+                blocks.put(None)
 
         threading.Thread(target=read, name=f"ecs-read-{name}", daemon=True).start()
         try:
             while True:
                 try:
-                    line = lines.get(timeout=FLUSH_SECONDS)
+                    block = blocks.get(timeout=FLUSH_SECONDS)
                 except queue.Empty:
                     flush()
                     continue
-                if line is None:
+                if block is None:
                     break
-                seen += 1
-                if seen <= copied:
+                if seen + len(block) <= copied:  # copied before a restart of the stack's process
+                    seen += len(block)
                     continue
-                stamp, _, message = line.partition(b" ")
-                try:
-                    millis = _millis(stamp)
-                except ValueError:
-                    millis, message = int(time.time() * 1000), line
-                batch.append((millis, message.decode("utf-8", errors="replace")))
-                if len(batch) >= FLUSH_LINES or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                for line in block:
+                    seen += 1
+                    if seen <= copied:
+                        continue
+                    stamp, _, message = line.partition(b" ")
+                    try:
+                        millis = clock.millis(stamp)
+                    except ValueError:
+                        millis, message = int(time.time() * 1000), line
+                    batch.append((millis, message.decode("utf-8", errors="replace")))
+                    if len(batch) >= FLUSH_LINES:
+                        flush()
+                if time.monotonic() - last_flush >= FLUSH_SECONDS:
                     flush()
         except Exception:
             log.exception("ecs task %s: copying the logs of %s stopped", arn, name)
