@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import StackHandle
 from tests.e2e.conftest import run_dag, write_dag
 from tests.integration.test_docker_flow import push, remove_local
+from tests.integration.test_local_ecs import client as boto3_client
 
 pytestmark = pytest.mark.e2e
 
@@ -125,3 +126,82 @@ def test_one_dag_file_gives_the_same_results_on_docker_and_on_ecs(
     assert [xcoms[f"mapped[{i}].return_value"] for i in range(3)] == ["m0", "m1", "m2"]
     assert xcoms["hello[-1].image_digest"].startswith("sha256:")
     assert outcomes["ecs"] == outcomes["docker"], "same states and XComs on both targets"
+
+
+ON_KILL_SCRIPT = """
+import sys, threading, time
+from dataclasses import dataclass, field
+
+from airflow.sdk.bases.operator import ExecutorSafeguard
+
+from airdock.airflow import ContainerOperator
+
+
+@dataclass
+class TI:
+    dag_id: str = "airdock_e2e_on_kill"
+    task_id: str = "job"
+    run_id: str = sys.argv[2]
+    try_number: int = 1
+    map_index: int = -1
+    xcoms: dict = field(default_factory=dict)
+
+    def xcom_push(self, key, value):
+        self.xcoms[key] = value
+
+
+operator = ContainerOperator(
+    task_id="job", image=sys.argv[1], run_on="ecs",
+    command=["sh", "-c", "trap 'exit 143' TERM; echo up; sleep 120 & wait"],
+)
+outcome = {}
+
+
+def run():
+    try:
+        operator.execute({"ti": TI()}, **{"ContainerOperator__sentinel": ExecutorSafeguard.sentinel_value})
+    except Exception as exc:
+        outcome["error"] = str(exc)
+
+
+thread = threading.Thread(target=run)
+thread.start()
+deadline = time.monotonic() + 90
+while operator._ecs_running is None:
+    assert time.monotonic() < deadline and thread.is_alive(), outcome
+    time.sleep(0.2)
+time.sleep(2)
+operator.on_kill()  # what the task runner calls when the task is killed
+thread.join(60)
+print("ERROR:", outcome.get("error", ""))
+"""
+
+
+def test_on_kill_stops_the_ecs_task(
+    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import uuid
+
+    from tests.e2e.conftest import AIRFLOW, dag_env
+
+    stack.ensure_repository("e2e/portable")
+    ref = f"{stack.settings.registry_host}/e2e/portable:v1"
+    docker_client.images.get(base_image).tag(ref)
+    push(docker_client, ref, stack.auth_config())
+    run_id = f"on-kill-{uuid.uuid4().hex[:8]}"
+    env = dag_env(
+        airflow_home, tmp_path, stack, tmp_path / "cache",
+        AIRFLOW__AIRDOCK__ECS_SUBNETS="subnet-0e2e", AIRFLOW__AIRDOCK__ECS_EXECUTION_ROLE_ARN=ROLE,
+    )  # fmt: skip
+    python = str(Path(AIRFLOW).with_name("python"))
+    result = subprocess.run(
+        [python, "-c", ON_KILL_SCRIPT, ref, run_id], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ERROR: the ECS task was stopped: the Airflow task was stopped (airdock on_kill)" in result.stdout
+    ecs = boto3_client(stack, "ecs")
+    arns = ecs.list_tasks(desiredStatus="STOPPED")["taskArns"]
+    tasks = ecs.describe_tasks(tasks=arns, include=["TAGS"])["tasks"]
+    mine = [t for t in tasks if {"key": "airdock.run_id", "value": run_id} in t["tags"]]
+    assert len(mine) == 1 and mine[0]["stopCode"] == "UserInitiated"
