@@ -8,14 +8,22 @@ FARGATE task definition. Each round, in alternating order:
   engine (the image is already present after the first, untimed, round);
 - raw: ``docker run --rm`` of the same image through the CLI — the floor.
 
-``scale`` does not change the workload (one tiny task per sample).
+Then one task prints 1,000,000 lines (× ``scale``, at least 10,000) with the ``awslogs`` driver:
+
+- ecs_local_log_lines_per_s: lines / (RunTask → STOPPED, every line in CloudWatch Logs), beside
+  ``docker run --rm`` of the same ``seq`` with its output read through the CLI (the engine's floor);
+- ecs_local_log_rss_growth_mb: the stack server's peak RSS growth over that run (target < 50 MB).
+
+``scale`` does not change the start samples (one tiny task each).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import Figure
@@ -26,9 +34,11 @@ from benchmarks._support import (
     median,
     owned_images,
     push,
+    verdict,
 )
 
 REPOSITORY = "bench/ecs-local"
+LINES = 1_000_000
 FAMILY = "airdock-bench-ecs"
 POLL_S = 0.05
 TASK_TIMEOUT_S = 120.0
@@ -64,8 +74,79 @@ def _raw(image: str) -> float:
     return time.perf_counter() - started
 
 
+def _rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise BenchmarkError(f"no {field} for pid {pid}")
+
+
+def _many_lines(stack: Any, ecs: Any, image: str, lines: int) -> list[Figure]:
+    """One task printing ``lines`` lines: throughput into CloudWatch Logs, the server's RSS growth."""
+    pid = int(json.loads((stack.settings.data_dir / "pids.json").read_text())["server"])
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+    before = _rss_kb(pid, "VmRSS")
+    definition = ecs.register_task_definition(
+        family=f"{FAMILY}-lines",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": image,
+                "command": ["/bin/busybox", "seq", "1", str(lines)],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/bench/ecs-local",
+                        "awslogs-region": stack.settings.region,
+                        "awslogs-stream-prefix": "bench",
+                        "awslogs-create-group": "true",
+                    },
+                },
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    events_before = _events(stack)
+    seconds = _run_task(ecs, definition)
+    peak = _rss_kb(pid, "VmHWM")
+    if _events(stack) - events_before != lines:
+        raise BenchmarkError(f"{_events(stack) - events_before} of {lines} lines reached CloudWatch Logs")
+    started = time.perf_counter()
+    raw = subprocess.run(
+        ["docker", "run", "--rm", image, "/bin/busybox", "seq", "1", str(lines)],
+        check=True,
+        capture_output=True,
+    )
+    raw_seconds = time.perf_counter() - started
+    if raw.stdout.count(b"\n") != lines:
+        raise BenchmarkError("`docker run` did not print every line")
+    growth = (peak - before) / 1024
+    return [
+        Figure.of(
+            "ecs_local_log_lines_per_s",
+            (lines / seconds,),
+            "lines/s",
+            baseline=lines / raw_seconds,
+            note=f"{lines:,} lines, RunTask → STOPPED, all in CloudWatch Logs; vs `docker run --rm`",
+        ),
+        Figure.of(
+            "ecs_local_log_rss_growth_mb",
+            (growth,),
+            "MB",
+            note=f"stack server's peak RSS growth, {lines:,} lines; target < 50 MB ({verdict(growth < 50)})",
+        ),
+    ]
+
+
+def _events(stack: Any) -> int:
+    return int(stack.local.status().to_dict()["logs"]["events"])
+
+
 def run(scale: float, repeat: int) -> list[Figure]:
-    del scale  # one tiny task per sample at every scale
     client = docker_client()
     with local_stack() as stack, owned_images(client) as mine:
         from airdock.local.offline_images import import_image
@@ -99,6 +180,8 @@ def run(scale: float, repeat: int) -> list[Figure]:
         run_calls = int(stack.local.status().counters.get("RunTask", 0))
         if run_calls != rounds + 1:
             raise BenchmarkError(f"the stack counted {run_calls} RunTask calls, {rounds + 1} were made")
+        lines = max(10_000, round(LINES * scale))
+        log_figures = _many_lines(stack, ecs, ref, lines)
 
     raw = Figure.of(
         "ecs_local_raw_docker_s",
@@ -107,6 +190,7 @@ def run(scale: float, repeat: int) -> list[Figure]:
         note="`docker run --rm` of the same image via the CLI (the floor)",
     )
     return [
+        *log_figures,
         Figure.of(
             "ecs_local_run_s",
             tuple(ecs_samples),

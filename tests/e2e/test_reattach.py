@@ -126,8 +126,8 @@ def test_a_killed_task_process_is_retried_by_reattaching(
                 AIRDOCK_E2E_PIDFILE=str(pidfile),
                 # Still running: a job long enough to outlast the retry's start on a busy machine.
                 # Finished meanwhile: a retry delay longer than what is left of the job.
-                AIRDOCK_E2E_STEPS="30" if when == "still-running" else "6",
-                AIRDOCK_E2E_RETRY_DELAY="0" if when == "still-running" else "10",
+                AIRDOCK_E2E_STEPS="30" if when == "still-running" else "4",
+                AIRDOCK_E2E_RETRY_DELAY="0" if when == "still-running" else "6",
             )
         )
     )  # fmt: skip

@@ -72,7 +72,7 @@ ENGINE_BENCHMARKS = {
     "pull": ("pull_mb_per_s",),
     "gc_apply": ("gc_apply_s",),
     "logs": ("log_lines_per_s", "log_peak_rss_mb", "log_lines_per_s_100k", "log_peak_rss_mb_100k"),
-    "ecs_local": ("ecs_local_run_s", "ecs_local_raw_docker_s"),
+    "ecs_local": ("ecs_local_run_s", "ecs_local_raw_docker_s", "ecs_local_log_lines_per_s"),
     "ecs_task": ("ecs_task_start_s", "ecs_task_start_stock_s", "ecs_register_calls_20"),
 }
 # What the benchmarks name their images and temporary directories: none may outlive a run.
@@ -126,6 +126,8 @@ def test_engine_benchmark_runs_at_tiny_scale_and_leaves_nothing_behind(
     assert results[f"{compared[name]}_baseline"] > 0
     if name == "fanout":  # 2 processes at this scale: one token call with airdock, one each without
         assert (results["fanout_20_token_calls"], results["fanout_20_token_calls_baseline"]) == (1, 2)
+    if name == "ecs_local":  # may be 0 at this scale, so not among the positive figures above
+        assert 0 <= results["ecs_local_log_rss_growth_mb"] < 50
     if name == "ecs_task":  # 2 processes at this scale: one registration with airdock, one each without
         assert (results["ecs_register_calls_20"], results["ecs_register_calls_20_baseline"]) == (1, 2)
     tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or ()]
