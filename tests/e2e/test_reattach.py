@@ -250,7 +250,12 @@ def scheduled(
         log = (root / f"{command}.log").open("w")
         processes.append(
             subprocess.Popen(
-                [AIRFLOW, command], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                # No log server (it would listen on every interface): the test reads the log files.
+                [AIRFLOW, command, *(["--skip-serve-logs"] if command == "scheduler" else [])],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
     try:

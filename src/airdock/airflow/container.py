@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -11,10 +12,18 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airdock.airflow.config import option
-from airdock.airflow.operators import IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
+from airdock.airflow.operators import CONTAINER_STARTED, IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
+from airdock.airflow.secret_refs import SECRET_REF, aws_client, secret_value
+from airdock.engine.client import engine_address
 from airdock.engine.logs import KeepPolicy
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError
-from airdock.targets.docker import find_container, follow_container, mark_collected
+from airdock.targets.docker import (
+    collect_container,
+    deferral_blocker,
+    find_container,
+    follow_container,
+    mark_collected,
+)
 from airdock.targets.ecs.settings import EcsSettings
 from airdock.targets.spec import ContainerSpec, Outcome, TaskIdentity
 
@@ -22,10 +31,6 @@ __all__ = ["ContainerOperator"]
 
 TARGETS = ("docker", "ecs")
 FAILURE_TAIL_LINES = 20
-_SECRET_REF = re.compile(
-    r"(var:.+|conn:[^:]+(:(login|password|host|schema|port|extra\..+))?"
-    r"|arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:.+)"
-)
 _SETTINGS_FIELDS = tuple(f.name for f in fields(EcsSettings) if f.name != "region")
 _ECS_EXTRA = ("run_task_kwargs", "container_definition")
 _STATUS_CODE = re.compile(r"'StatusCode': (-?\d+)")
@@ -54,6 +59,10 @@ class ContainerOperator(EcrDockerOperator):
     :param reattach: when a try starts, follow the container or ECS task an earlier try of the
         same task instance started and no try collected (its worker died) instead of starting a
         second one.
+    :param deferrable: start the container or ECS task, then hand the wait to Airflow's triggerer
+        and free the worker slot (default ``[airdock] deferrable``, false). On docker the triggerer
+        must reach the engine: a unix socket or loopback ``docker_url`` needs a triggerer on the
+        worker's host — when there is none the task says so in one line and waits on the worker.
     :param aws_conn_id: the AWS connection (ECR logins; ECS and CloudWatch Logs calls).
     :param docker_kwargs: more ``DockerOperator`` arguments (``docker_url``, ``mounts``,
         ``network_mode``, ...), used when running on docker.
@@ -86,6 +95,7 @@ class ContainerOperator(EcrDockerOperator):
         pull_policy: str = "if_not_present",
         remove: str = "always",
         reattach: bool = True,
+        deferrable: bool | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         docker_kwargs: dict[str, Any] | None = None,
@@ -100,7 +110,7 @@ class ContainerOperator(EcrDockerOperator):
                 unit = "CPU units" if name == "cpu" else "MiB"
                 raise ValueError(f"invalid {name}={value!r}: a positive integer ({unit})")
         for name, ref in (secret_environment or {}).items():
-            if "{{" not in str(ref) and not _SECRET_REF.fullmatch(str(ref)):
+            if "{{" not in str(ref) and not SECRET_REF.fullmatch(str(ref)):
                 raise ValueError(
                     f"invalid secret_environment[{name!r}]: use var:<key>, conn:<conn_id>[:<field>] or a "
                     "Secrets Manager / SSM parameter ARN"
@@ -132,6 +142,7 @@ class ContainerOperator(EcrDockerOperator):
         self.memory = memory
         self.run_on = run_on
         self.reattach = reattach
+        self.deferrable = deferrable
         self.ecs_overrides = dict(ecs_overrides or {})
         self._ecs_running: tuple[Any, Any] | None = None
 
@@ -146,14 +157,7 @@ class ContainerOperator(EcrDockerOperator):
 
     def execute(self, context: Any) -> Any:
         target = self._target()
-        ti = context["ti"]
-        identity = TaskIdentity(
-            dag_id=str(ti.dag_id),
-            task_id=str(ti.task_id),
-            run_id=str(ti.run_id),
-            map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
-            try_number=int(getattr(ti, "try_number", 1) or 1),
-        )
+        identity = _identity(context)
         self.log.info("running %s on %s (try %d)", self.image, target, identity.try_number)
         if target == "docker":
             return self._execute_docker(context, identity)
@@ -180,62 +184,42 @@ class ContainerOperator(EcrDockerOperator):
         return values, arns
 
     def _secret_value(self, ref: str) -> str:
-        from airflow.sdk import BaseHook, Variable
-
-        if ref.startswith("var:"):
-            try:
-                return str(Variable.get(ref[4:]))
-            except Exception:
-                raise ConfigError(f"Airflow variable {ref[4:]!r} does not exist or cannot be read") from None
-        if ref.startswith("conn:"):
-            _, conn_id, *rest = ref.split(":", 2)
-            field_name = rest[0] if rest else "password"
-            try:
-                conn = BaseHook.get_connection(conn_id)
-            except Exception:
-                raise ConfigError(f"Airflow connection {conn_id!r} does not exist") from None
-            if field_name.startswith("extra."):
-                value = conn.extra_dejson.get(field_name[6:])
-            else:
-                value = getattr(conn, field_name, None)
-            if value in (None, ""):
-                raise ConfigError(f"Airflow connection {conn_id!r} has no {field_name}")
-            return str(value)
-        return self._aws_secret(ref)
-
-    def _aws_secret(self, arn: str) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        service, region = arn.split(":")[2], arn.split(":")[3]
-        client = self._aws_client("secretsmanager" if service == "secretsmanager" else "ssm", region)
-        try:
-            if service == "secretsmanager":
-                return str(client.get_secret_value(SecretId=arn)["SecretString"])
-            name = arn.split(":", 5)[5].removeprefix("parameter")
-            return str(client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
-        except (ClientError, BotoCoreError) as exc:
-            raise ConfigError(f"could not read {arn}: {exc}") from None
+        return secret_value(ref, self.aws_conn_id)
 
     def _aws_client(self, service: str, region: str | None) -> Any:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service, region_name=region).get_conn()
+        return aws_client(service, region, self.aws_conn_id)
 
     # -- docker ----------------------------------------------------------------------------------
     def _execute_docker(self, context: Any, identity: TaskIdentity) -> Any:
         values, _ = self._resolve_secrets(arns_too=True)
         current: dict[str, str] = dict(getattr(self, "_private_environment", None) or {})
         self._private_environment = {**current, **values}
+        defer = self._defers()
+        if defer:
+            blocker = deferral_blocker(engine_address(self._engine_client()), _triggerer_reaches_this_host())
+            if blocker:
+                self.log.info("not deferring: %s", blocker)
+                defer = False
         if self.reattach:
             found = find_container(self._engine_client(), self._identity_labels(identity))
             if found is not None:
+                if defer and found.get("State") == "running":
+                    self._push_container_digest(context, str(found["Id"]))
+                    self._defer_docker(
+                        str(found["Id"]), identity, "reattached to a container an earlier try started"
+                    )
                 return self._collect_docker(context, found)
             if identity.try_number > 1:
                 self.log.info("no container of an earlier try to reattach to: starting a new one")
         from airflow.providers.docker.exceptions import DockerContainerFailedException
 
+        if defer:
+            self._start_only = True
+            if getattr(self, "mount_tmp_dir", False):  # its host directory is removed when execute returns
+                self.log.info("deferrable: the container gets no temporary host directory (mount_tmp_dir)")
+                self.mount_tmp_dir = False
         try:
-            return super().execute(context)
+            result = super().execute(context)
         except DockerContainerFailedException as exc:
             code = _STATUS_CODE.search(str(exc))
             reason = f"the container exited with code {code.group(1)}" if code else str(exc)
@@ -244,6 +228,49 @@ class ContainerOperator(EcrDockerOperator):
                 for line in exc.logs or []
             ]
             raise AirflowException(_failure(reason, tail)) from None
+        if result is CONTAINER_STARTED:
+            self._defer_docker(str(self.container["Id"]), identity, "started")
+        return result
+
+    def _defers(self) -> bool:
+        if self.deferrable is not None:
+            return bool(self.deferrable)
+        return (option("deferrable") or "false").strip().lower() in ("true", "1", "yes", "on")
+
+    def _defer_docker(self, container_id: str, identity: TaskIdentity, how: str) -> None:
+        from airdock.airflow.triggers import DockerContainerTrigger
+
+        url = engine_address(self._engine_client())
+        tls = {
+            key: value
+            for key, value in {
+                "ca_cert": self.tls_ca_cert,
+                "client_cert": self.tls_client_cert,
+                "client_key": self.tls_client_key,
+                "hostname": self.tls_hostname if isinstance(self.tls_hostname, str) else None,
+            }.items()
+            if value
+        }
+        if tls and not self.tls_verify:
+            tls["verify"] = False
+        trigger = DockerContainerTrigger(
+            container_id=container_id,
+            docker_url=url,
+            tls=tls or None,
+            checkpoint_key=f"{identity.client_token()}-{container_id[:12]}",
+            secret_refs=[str(ref) for ref in self.secret_environment.values()],
+            aws_conn_id=self.aws_conn_id,
+            remove=self.remove,
+            stop_grace_seconds=self.stop_grace_seconds,
+            deferred_at=time.time(),
+        )
+        self.log.info(
+            "deferring: container %s (%s) runs on %s; the triggerer follows it and this worker slot is free",
+            container_id[:12],
+            how,
+            url,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=self.execution_timeout)
 
     def _engine_client(self) -> Any:
         from airdock.images import parse_image_ref
@@ -287,13 +314,16 @@ class ContainerOperator(EcrDockerOperator):
                 try_label,
             )
         self.container = {"Id": container_id}
-        digest = self._container_digest(cli, container_id)
-        if digest:
-            context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+        self._push_container_digest(context, container_id)
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
         outcome = follow_container(cli, container_id, self.log.info, keep)
         self._dispose_container(outcome.succeeded)
         return self._result(outcome)
+
+    def _push_container_digest(self, context: Any, container_id: str) -> None:
+        digest = self._container_digest(self._engine_client(), container_id)
+        if digest:
+            context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
 
     def _container_digest(self, cli: Any, container_id: str) -> str | None:
         try:
@@ -380,6 +410,7 @@ class ContainerOperator(EcrDockerOperator):
         # Resolved (and masked) before anything is followed: a reattached task prints them too.
         secret_values, secret_arns = self._resolve_secrets(arns_too=False)
         handle = None
+        found = None
         if self.reattach:
             found = target.find(identity)
             if found is not None:
@@ -431,11 +462,128 @@ class ContainerOperator(EcrDockerOperator):
         digest = handle.image.split("@", 1)[1] if "@" in handle.image else None
         if digest:
             context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+        if self._defers() and (found is None or found[1]):
+            self._defer_ecs(handle, identity, region, target.poll_seconds)
         self._ecs_running = (target, handle)
         try:
             outcome = target.follow(handle, self.log.info, keep)
         finally:
             self._ecs_running = None
+        return self._result(outcome)
+
+    def _defer_ecs(self, handle: Any, identity: TaskIdentity, region: str, poll_seconds: float) -> None:
+        from airdock.airflow.triggers import EcsTaskTrigger
+
+        trigger = EcsTaskTrigger(
+            task_arn=handle.task_arn,
+            cluster=handle.cluster,
+            log_group=handle.log_group,
+            log_stream=handle.log_stream,
+            image=handle.image,
+            region_name=region,
+            checkpoint_key=f"{identity.client_token()}-{handle.task_id}",
+            aws_conn_id=self.aws_conn_id,
+            secret_refs=[
+                str(ref) for ref in self.secret_environment.values() if not str(ref).startswith("arn:")
+            ],
+            poll_seconds=poll_seconds,
+            deferred_at=time.time(),
+        )
+        self.log.info(
+            "deferring: ECS task %s runs on cluster %s; the triggerer follows it, this worker slot is free",
+            handle.task_id,
+            handle.cluster,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=self.execution_timeout)
+
+    # -- resuming after deferral -----------------------------------------------------------------
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """A deferral that ended in the triggerer's failure rather than an event: on a timeout
+        (``execution_timeout``) the container or ECS task is stopped as a blocking task's would be;
+        on a trigger error it keeps running, so that a retry reattaches to it."""
+        from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+        if next_method == TRIGGER_FAIL_REPR:
+            error = (next_kwargs or {}).get("error")
+            if error == TriggerFailureReason.TRIGGER_TIMEOUT:
+                self._stop_after_timeout(context)
+            else:
+                self.log.warning(
+                    "the trigger failed; the container keeps running and a retry of this task reattaches"
+                )
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _stop_after_timeout(self, context: Any) -> None:
+        identity = _identity(context)
+        try:
+            if self._target() == "docker":
+                found = find_container(self._engine_client(), self._identity_labels(identity))
+                if found is not None:
+                    self.container = {"Id": str(found["Id"])}
+                    self._dispose_container(False)
+                return
+            ecs = self._aws_client("ecs", self.region_name)
+            region = str(ecs.meta.region_name or "")
+            target = _ecs_target(ecs, self._aws_client("logs", region), self._ecs_settings(region))
+            running = target.find(identity)
+            if running is not None and running[1]:
+                self.log.info("stopping ECS task %s (execution_timeout)", running[0].task_id)
+                target.stop(running[0], "execution_timeout of the Airflow task (airdock)")
+        except Exception as exc:  # the timeout is the task's error; never hide it behind this one
+            self.log.warning("could not stop the job after the timeout: %s", exc)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """The triggerer saw the container or ECS task end: collect its result as ``execute`` would."""
+        event = dict(event or {})
+        deferred_at = float(event.get("deferred_at") or 0)
+        waited = f" after {time.time() - deferred_at:.1f} s deferred" if deferred_at else ""
+        status = event.get("status")
+        forwarded = event.get("lines")
+        self.log.info(
+            "resumed%s: the %s %s%s",
+            waited,
+            "ECS task" if event.get("target") == "ecs" else "container",
+            {"ended": "ended", "gone": "is gone", "unreachable": "could not be followed"}.get(
+                str(status), status
+            ),
+            f" ({forwarded} line(s) forwarded by the last trigger)" if forwarded is not None else "",
+        )
+        keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
+        if event.get("target") == "ecs":
+            return self._complete_ecs(event, keep)
+        container_id = str(event.get("container_id") or "")
+        if status == "gone":
+            raise AirflowException(
+                f"container {container_id[:12]} was removed while the task was deferred (by someone else): "
+                "its result is lost"
+            )
+        if status == "unreachable":
+            self.log.warning(
+                "the triggerer could not follow the container: %s; following it from this worker",
+                event.get("reason"),
+            )
+            found = {"Id": container_id, "State": "running"}
+            return self._collect_docker(context, found)
+        outcome = collect_container(self._engine_client(), container_id, keep)
+        self.container = {"Id": container_id}
+        self._dispose_container(outcome.succeeded)
+        if self.auto_gc:
+            self._auto_gc()
+        return self._result(outcome)
+
+    def _complete_ecs(self, event: Mapping[str, Any], keep: KeepPolicy) -> Any:
+        from airdock.targets.ecs.target import EcsTarget
+
+        if event.get("status") == "gone":
+            raise AirflowException(str(event.get("reason") or "the ECS task is gone"))
+        ecs = self._aws_client("ecs", self.region_name)
+        region = str(ecs.meta.region_name or "")
+        target = EcsTarget(ecs, self._aws_client("logs", region), self._ecs_settings(region), log=self.log)
+        handle = _ecs_handle(event)
+        try:
+            outcome = target.collect(handle, keep)
+        except AirdockError as exc:
+            raise AirflowException(str(exc)) from None
         return self._result(outcome)
 
     def on_kill(self) -> None:
@@ -469,6 +617,61 @@ def _failure(reason: str, tail: Sequence[str]) -> str:
     if not lines:
         return f"{reason}; it printed nothing"
     return f"{reason}; its last {len(lines)} line(s):\n" + "\n".join(lines)
+
+
+def _ecs_target(ecs: Any, logs: Any, settings: EcsSettings) -> Any:
+    from airdock.targets.ecs.target import EcsTarget
+
+    return EcsTarget(ecs, logs, settings)
+
+
+def _identity(context: Any) -> TaskIdentity:
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", None)
+    return TaskIdentity(
+        dag_id=str(ti.dag_id),
+        task_id=str(ti.task_id),
+        run_id=str(ti.run_id),
+        map_index=int(map_index) if map_index is not None else -1,
+        try_number=int(getattr(ti, "try_number", 1) or 1),
+    )
+
+
+def _ecs_handle(event: Mapping[str, Any]) -> Any:
+    from airdock.targets.ecs.target import EcsHandle
+
+    return EcsHandle(
+        task_arn=str(event["task_arn"]),
+        cluster=str(event["cluster"]),
+        log_group=str(event["log_group"]),
+        log_stream=str(event["log_stream"]),
+        image=str(event.get("image") or ""),
+    )
+
+
+def _triggerer_reaches_this_host() -> bool:
+    """Whether a triggerer can follow a container on this host's engine.
+
+    ``[airdock] triggerer_on_host``: ``true`` / ``false`` say so; ``auto`` (default) looks for an
+    ``airflow triggerer`` process here, and counts ``airflow dags test`` (which runs triggers in its
+    own process) as one.
+    """
+    setting = (option("triggerer_on_host") or "auto").strip().lower()
+    if setting in ("true", "yes", "1"):
+        return True
+    if setting in ("false", "no", "0"):
+        return False
+    from airflow.sdk.execution_time import task_runner
+
+    if type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms":
+        return True
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if "triggerer" in cmdline and any("airflow" in part for part in cmdline[:3]):
+            return True
+    return False
 
 
 def _lock_dir() -> Any:

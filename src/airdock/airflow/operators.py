@@ -120,6 +120,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self.remove = remove
         self.stop_grace_seconds = stop_grace_seconds
         self.auto_gc = auto_gc
+        self._start_only = False  # set by a subclass that follows the container elsewhere
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
         if "{{" not in image:
@@ -156,6 +157,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             usage.record_use(pulled.image_id, time.time())
             self.image = pulled.image_id  # create the container from what was pulled, even if the tag moves
             succeeded = False
+            result = None
             try:
                 # The image is present now: run it the way DockerOperator does, minus its own pull.
                 self._normalize_mounts()
@@ -167,7 +169,11 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 self.image = reference
                 # Success, failure, execution timeout or termination: the remove policy holds. A
                 # failing clean-up is logged, never raised: it must not hide the task's own error.
-                self._dispose_container(succeeded)
+                # A container started to be followed elsewhere (deferral) is left running.
+                if result is not CONTAINER_STARTED:
+                    self._dispose_container(succeeded)
+        if result is CONTAINER_STARTED:
+            return result
         if self.auto_gc:
             self._auto_gc()
         return result
@@ -184,6 +190,13 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         # of this call that name resolves, in this thread/context only, to airdock's bounded
         # reader (see ``_provider_fetch_logs``). If a provider release stops calling it, the stock
         # reader runs and a warning says so — the task still works, with the stock memory use.
+        if self._start_only:  # the provider creates and starts it; the reader stops there
+            try:
+                with _provider_fetch_logs(_stop_after_start):
+                    super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+            except _ContainerStarted:
+                return CONTAINER_STARTED
+            raise AirflowException("the docker provider did not start the container through fetch_logs")
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
         reader = _BoundedLogReader(keep)
         with _provider_fetch_logs(reader):
@@ -315,6 +328,22 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             run_auto_gc(self.cli, self.log)
         except AirdockError as exc:  # the task itself succeeded; a failed clean-up must not fail it
             self.log.warning("auto_gc failed: %s", exc)
+
+
+CONTAINER_STARTED: Any = object()  # what the run returns when ``_start_only``: it runs on, unwatched here
+
+
+class _ContainerStarted(Exception):
+    pass
+
+
+def _stop_after_start(log_stream: Any, log: Any) -> list[str]:
+    """The provider calls ``fetch_logs`` right after starting the container: close the attach
+    stream (an unread attachment could stall the container's output) and leave."""
+    close = getattr(log_stream, "close", None)
+    if callable(close):
+        close()
+    raise _ContainerStarted
 
 
 class _BoundedLogReader:

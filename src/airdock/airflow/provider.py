@@ -65,6 +65,19 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "ecs",
         "docker",
     ),
+    "deferrable": (
+        "Whether ContainerOperator tasks defer by default: start the container or ECS task, then let "
+        "the triggerer wait for it while the worker slot is free.",
+        "true",
+        "false",
+    ),
+    "triggerer_on_host": (
+        "Whether a triggerer can reach this worker's Docker engine through its unix socket: 'auto' looks "
+        "for an 'airflow triggerer' process on the host; 'true' when it runs elsewhere with the socket "
+        "shared (another container); 'false' never defers docker tasks on a local engine.",
+        "true",
+        "auto",
+    ),
     "ecs_cluster": ("ECS cluster of ContainerOperator tasks run on ECS.", "jobs", "default"),
     "ecs_launch_type": (
         "FARGATE or EC2 (ignored when ecs_capacity_provider_strategy is set).",
@@ -115,6 +128,9 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Run private-registry (Amazon ECR first) container images as Airflow tasks, "
         "with no credential upkeep.",
         "versions": [airdock.__version__],
+        "triggers": [
+            {"integration-name": "airdock", "python-modules": ["airdock.airflow.triggers"]},
+        ],
         "integrations": [
             {
                 "integration-name": "airdock",

@@ -24,7 +24,7 @@ from airdock.targets.ecs.settings import EcsSettings
 from airdock.targets.ecs.task_definition import CONTAINER_NAME, log_stream_for
 from airdock.targets.spec import COLLECTED_TAG, ContainerSpec, Outcome, TaskIdentity
 
-__all__ = ["EcsHandle", "EcsRunError", "EcsTarget"]
+__all__ = ["EcsHandle", "EcsRunError", "EcsTarget", "describe_task", "log_page"]
 
 FIRST_POLL_S = 0.25
 
@@ -46,6 +46,10 @@ class EcsHandle:
     @property
     def task_id(self) -> str:
         return self.task_arn.rsplit("/", 1)[-1]
+
+
+def _ignore(line: str) -> None:
+    return None
 
 
 class EcsTarget:
@@ -174,6 +178,36 @@ class EcsTarget:
                 break
             self._sleep(delay)
             delay = min(self.poll_seconds, delay * 1.5)
+        return self._outcome(handle, task, lines)
+
+    def collect(
+        self, handle: EcsHandle, keep: KeepPolicy = KeepPolicy.LAST, tail: int = DEFAULT_TAIL_LINES
+    ) -> Outcome:
+        """The outcome of a stopped task whose output someone else forwarded (a deferral trigger):
+        the lines ``keep`` and ``tail`` need are read back from CloudWatch Logs, nothing is emitted."""
+        from botocore.exceptions import ClientError
+
+        task = self.describe(handle)
+        lines = LogLines(_ignore, keep, tail)
+        if keep is KeepPolicy.ALL:
+            self._forward(handle, None, lines)
+        else:
+            try:
+                response = self.logs.get_log_events(
+                    logGroupName=handle.log_group,
+                    logStreamName=handle.log_stream,
+                    startFromHead=False,
+                    limit=max(tail, 1),
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                    raise
+                response = {}
+            for event in response.get("events") or []:
+                lines.feed(str(event.get("message", "")) + "\n")
+        return self._outcome(handle, task, lines)
+
+    def _outcome(self, handle: EcsHandle, task: Mapping[str, Any], lines: LogLines) -> Outcome:
         lines.close()
         self._mark_collected(handle)
         container = (task.get("containers") or [{}])[0]
@@ -187,40 +221,17 @@ class EcsTarget:
         )
 
     def describe(self, handle: EcsHandle) -> dict[str, Any]:
-        response = self.ecs.describe_tasks(cluster=handle.cluster, tasks=[handle.task_arn])
-        tasks = response.get("tasks") or []
-        if not tasks:
-            raise AirdockError(
-                f"ECS task {handle.task_id} is no longer known to cluster {handle.cluster} "
-                "(ECS forgets stopped tasks after about an hour)"
-            )
-        return dict(tasks[0])
+        return describe_task(self.ecs, handle)
 
     def _forward(self, handle: EcsHandle, token: str | None, lines: LogLines) -> str | None:
         """Emit the stream's events after ``token``; the token to continue from."""
-        from botocore.exceptions import ClientError
-
         while True:
-            kwargs: dict[str, Any] = {
-                "logGroupName": handle.log_group,
-                "logStreamName": handle.log_stream,
-                "startFromHead": True,
-            }
-            if token is not None:
-                kwargs["nextToken"] = token
-            try:
-                response = self.logs.get_log_events(**kwargs)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                    return token  # the stream does not exist yet (the task has not started)
-                raise
-            events = response.get("events") or []
-            for event in events:
-                lines.feed(str(event.get("message", "")) + "\n")
-            following = response.get("nextForwardToken")
-            if not events or following is None or following == token:
-                return following if following is not None else token
+            messages, following, more = log_page(self.logs, handle, token)
+            for message in messages:
+                lines.feed(message + "\n")
             token = following
+            if not more:
+                return token
 
     def _mark_collected(self, handle: EcsHandle) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -234,3 +245,40 @@ class EcsTarget:
     def stop(self, handle: EcsHandle, reason: str) -> None:
         """StopTask (ECS sends SIGTERM, then SIGKILL after the container's stop timeout)."""
         self.ecs.stop_task(cluster=handle.cluster, task=handle.task_arn, reason=reason[:255])
+
+
+def describe_task(ecs: Any, handle: EcsHandle) -> dict[str, Any]:
+    """DescribeTasks for one task; a one-line error when ECS no longer knows it."""
+    response = ecs.describe_tasks(cluster=handle.cluster, tasks=[handle.task_arn])
+    tasks = response.get("tasks") or []
+    if not tasks:
+        raise AirdockError(
+            f"ECS task {handle.task_id} is no longer known to cluster {handle.cluster} "
+            "(ECS forgets stopped tasks after about an hour)"
+        )
+    return dict(tasks[0])
+
+
+def log_page(logs: Any, handle: EcsHandle, token: str | None) -> tuple[list[str], str | None, bool]:
+    """One GetLogEvents page after ``token``: (messages, the token to continue from, whether more
+    may follow right away). A stream that does not exist yet (the task has not started) is empty."""
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {
+        "logGroupName": handle.log_group,
+        "logStreamName": handle.log_stream,
+        "startFromHead": True,
+    }
+    if token is not None:
+        kwargs["nextToken"] = token
+    try:
+        response = logs.get_log_events(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return [], token, False
+        raise
+    events = response.get("events") or []
+    following = response.get("nextForwardToken")
+    more = bool(events) and following is not None and following != token
+    messages = [str(event.get("message", "")) for event in events]
+    return messages, following if following is not None else token, more

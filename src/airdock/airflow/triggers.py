@@ -1,0 +1,482 @@
+"""Deferral triggers of ``ContainerOperator``: follow a container (Docker engine) or an ECS task in
+the triggerer while the worker slot is free.
+
+Both triggers forward the output to the task's log line by line, in order, and fire one small
+event when the container or task has ended (the worker then collects the exit code, the XCom lines
+and applies the remove policy in ``execute_complete``). Their kwargs hold references only — ids,
+URLs, file paths, connection ids, secret *references* — never a token or a secret value; the
+values of ``secret_environment`` are read again in the triggerer, only to mask them there.
+
+The position reached in the output is saved (``LogCheckpoints`` in airdock's state directory, at
+most every ``CHECKPOINT_EVERY_S`` and when the trigger is cancelled), so a trigger re-created after
+a triggerer restart continues after the last line its predecessor forwarded: nothing lost, nothing
+repeated. ``on_kill`` (a user marked the deferred task failed or cleared it) stops the container
+(and removes it per ``remove``) or stops the ECS task; ``cleanup`` closes connections only — a
+triggerer restart must not touch the running job.
+
+I/O never blocks the triggerer's loop: the Docker engine is spoken to with httpx (async, unix socket
+or TCP/TLS); boto3 calls (ECS, CloudWatch Logs), Airflow variable/connection reads and checkpoint
+files run in worker threads; a large batch of lines yields to the loop every ``YIELD_EVERY`` lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from airflow.sdk.log import mask_secret
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airdock.airflow.config import option
+from airdock.airflow.secret_refs import aws_client, secret_value
+from airdock.engine.logs import KeepPolicy, LogLines
+from airdock.errors import AirdockError
+from airdock.hygiene.state import resolve_state_dir
+from airdock.targets.checkpoint import LogCheckpoints
+from airdock.targets.docker_async import AsyncEngine, EngineUnreachable, LogPosition, Resume, TlsFiles
+from airdock.targets.ecs.target import FIRST_POLL_S, EcsHandle, describe_task, log_page
+
+# Everything above is imported with the module, never on the triggerer's loop.
+
+__all__ = ["DockerContainerTrigger", "EcsTaskTrigger"]
+
+CHECKPOINT_EVERY_S = 0.5
+YIELD_EVERY = 200
+ENGINE_RETRY_S = 60.0
+
+
+_pruned: set[str] = set()
+
+
+def _checkpoint_of(key: str) -> tuple[LogCheckpoints, dict[str, Any] | None]:
+    """The checkpoint store (old positions pruned once per process and directory) and ``key``'s."""
+    store = LogCheckpoints(resolve_state_dir(option("state_dir")) / "log-positions")
+    if str(store.directory) not in _pruned:
+        _pruned.add(str(store.directory))
+        store.prune()
+    return store, store.load(key)
+
+
+# The blocking calls of every trigger (boto3, checkpoint files, Airflow lookups) share two threads.
+# More threads would not be faster — boto3's request and response handling is Python that holds the
+# GIL — and each one more would compete with the loop's thread for the GIL: with the default
+# executor's six, 50 ECS triggers left the loop waiting hundreds of milliseconds at a time.
+_BLOCKING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="airdock-trigger")
+
+_T = TypeVar("_T")
+
+
+async def _offload(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``call(*args, **kwargs)`` in the triggers' threads, awaited from the loop."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _BLOCKING, functools.partial(call, *args, **kwargs)
+    )
+
+
+_killing: set[asyncio.Task[None]] = set()
+
+
+async def _unless_cancelled(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile: the triggerer cancels a
+    trigger's task again while ``on_kill`` runs, and a stop cut short leaves the job running."""
+    task = asyncio.ensure_future(work)
+    _killing.add(task)
+    task.add_done_callback(_killing.discard)
+    await asyncio.shield(task)
+
+
+_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_engine(url: str, tls: dict[str, Any] | None) -> AsyncEngine:
+    """One HTTP client per engine (and TLS setting) in a triggerer's loop, shared by its triggers:
+    50 followers make one client, not 50 (each costs milliseconds of CPU, TLS contexts more)."""
+    loop = asyncio.get_running_loop()
+    key = json.dumps([url, tls], sort_keys=True)
+    engines = _engines.setdefault(loop, {})
+    engine = engines.get(key)
+    if engine is None:
+        # Made in a thread: a TLS context reads its certificate files.
+        made = await _offload(AsyncEngine, url, TlsFiles(**tls) if tls else None)
+        engine = engines.setdefault(key, made)
+    return engine
+
+
+_clients_lock = threading.Lock()
+_clients: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def _shared_client(service: str, region: str | None, aws_conn_id: str | None) -> Any:
+    """One boto3 client per (service, region, connection) in a triggerer process: 40 ECS triggers
+    share two clients instead of making 80 (boto3 clients are thread-safe)."""
+    key = (service, region, aws_conn_id)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = aws_client(service, region, aws_conn_id)
+        return client
+
+
+class _FollowingTrigger(BaseTrigger):  # type: ignore[misc]  # airflow-core is untyped here
+    """What both triggers share: masking, the line sink, the saved position."""
+
+    checkpoint_key: str
+    secret_refs: Sequence[str]
+    aws_conn_id: str | None
+
+    def _start_following(self) -> None:
+        log = self.log  # bound once: one lookup per trigger, not per line
+        self._lines = LogLines(log.info, KeepPolicy.NONE, 0)
+        self._store: LogCheckpoints | None = None
+        self._saved_at = 0.0
+        self._position: dict[str, Any] | None = None
+
+    async def _mask_secrets(self) -> None:
+        """Read the ``secret_environment`` values here too: the triggerer's masker must know them."""
+        for ref in self.secret_refs:
+            try:
+                value = await _offload(secret_value, ref, self.aws_conn_id)
+            except Exception as exc:  # the worker read it a moment ago; say so, keep following
+                self.log.warning("could not read %s to mask it in the triggerer: %s", ref.split(":")[0], exc)
+                continue
+            mask_secret(value)
+
+    async def _load(self) -> dict[str, Any] | None:
+        self._store, saved = await _offload(_checkpoint_of, self.checkpoint_key)
+        return saved
+
+    async def _save(self, position: dict[str, Any], *, force: bool = False) -> None:
+        self._position = position
+        now = time.monotonic()
+        if self._store is None or (not force and now - self._saved_at < CHECKPOINT_EVERY_S):
+            return
+        self._saved_at = now
+        await _offload(self._store.save, self.checkpoint_key, position)
+
+    def _save_now(self) -> None:
+        """On cancellation (triggerer shutdown, the trigger moving): the last position, synchronously."""
+        if self._store is not None and self._position is not None:
+            try:
+                self._store.save(self.checkpoint_key, self._position)
+            except OSError as exc:
+                self.log.warning("could not save the log position: %s", exc)
+
+
+class DockerContainerTrigger(_FollowingTrigger):
+    """Follow a container on a Docker engine until it ends (see the module docstring).
+
+    :param container_id: the container.
+    :param docker_url: the engine (``unix:///path`` or ``tcp://host:port``), as the worker reached it.
+    :param tls: docker-py TLS settings (``ca_cert``, ``client_cert``, ``client_key`` paths,
+        ``verify``, ``hostname``); the files must exist on the triggerer's host.
+    :param checkpoint_key: names the saved position (the try's identity and the container).
+    :param secret_refs: ``secret_environment`` references whose values to mask.
+    :param remove: the task's remove policy, applied by ``on_kill``.
+    :param stop_grace_seconds: SIGTERM → SIGKILL grace when ``on_kill`` stops the container.
+    :param deferred_at: when the task deferred (epoch seconds; the worker reports the wait).
+    """
+
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        docker_url: str,
+        checkpoint_key: str,
+        tls: dict[str, Any] | None = None,
+        secret_refs: Sequence[str] = (),
+        aws_conn_id: str | None = None,
+        remove: str = "always",
+        stop_grace_seconds: int = 10,
+        deferred_at: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.deferred_at = deferred_at
+        self.container_id = container_id
+        self.docker_url = docker_url
+        self.checkpoint_key = checkpoint_key
+        self.tls = dict(tls) if tls else None
+        self.secret_refs = list(secret_refs)
+        self.aws_conn_id = aws_conn_id
+        self.remove = remove
+        self.stop_grace_seconds = stop_grace_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "container_id": self.container_id,
+                "docker_url": self.docker_url,
+                "checkpoint_key": self.checkpoint_key,
+                "tls": self.tls,
+                "secret_refs": list(self.secret_refs),
+                "aws_conn_id": self.aws_conn_id,
+                "remove": self.remove,
+                "stop_grace_seconds": self.stop_grace_seconds,
+                "deferred_at": self.deferred_at,
+            },
+        )
+
+    async def _engine(self) -> AsyncEngine:
+        return await _shared_engine(self.docker_url, self.tls)
+
+    def _event(self, status: str, **more: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "target": "docker",
+                "status": status,
+                "container_id": self.container_id,
+                "deferred_at": self.deferred_at,
+                **more,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self._start_following()
+        short = self.container_id[:12]
+        try:
+            engine = await self._engine()
+        except (OSError, ValueError, EngineUnreachable) as exc:
+            yield self._event("unreachable", reason=f"cannot use the engine at {self.docker_url}: {exc}")
+            return
+        try:
+            await self._mask_secrets()
+            saved = await self._load()
+            position = LogPosition(**saved) if saved else LogPosition()
+            try:
+                info = await engine.inspect(self.container_id)
+            except EngineUnreachable as exc:
+                yield self._event("unreachable", reason=str(exc))
+                return
+            if info is None:
+                yield self._event("gone")
+                return
+            multiplexed = not bool((info.get("Config") or {}).get("Tty"))
+            if saved:
+                self.log.info("following container %s again, after the lines already forwarded", short)
+            else:
+                self.log.info("following container %s on %s", short, self.docker_url)
+            reached = await self._follow(engine, multiplexed, position)
+            if reached is None:
+                yield self._event(
+                    "unreachable",
+                    reason=f"the Docker engine at {self.docker_url} stopped answering for "
+                    f"{ENGINE_RETRY_S:.0f} s while container {short} ran",
+                )
+                return
+            self._lines.close()
+            try:
+                status = await engine.wait(self.container_id)
+            except EngineUnreachable as exc:
+                yield self._event("unreachable", reason=str(exc))
+                return
+            except Exception:  # removed meanwhile (404)
+                yield self._event("gone")
+                return
+            await self._save({"timestamp_ns": reached.timestamp_ns, "count": reached.count}, force=True)
+            yield self._event("ended", exit_code=int(status.get("StatusCode", -1)), lines=self._lines.count)
+        except asyncio.CancelledError:
+            self._save_now()
+            raise
+
+    async def _follow(
+        self, engine: AsyncEngine, multiplexed: bool, position: LogPosition
+    ) -> LogPosition | None:
+        """Forward records until the container no longer runs; None when the engine stayed away
+        ``ENGINE_RETRY_S``. A log stream that ends while the container still runs (an engine
+        restarting with live-restore) is opened again after the position reached."""
+        feed = self._lines.feed
+        lost_at: float | None = None
+        delay = 0.5
+        while True:
+            resume = Resume(position)
+            try:
+                async for batch in engine.logs(self.container_id, position, multiplexed):
+                    lost_at, delay = None, 0.5
+                    for index, record in enumerate(batch):
+                        if not resume.fresh(record):
+                            continue
+                        feed(record.data)
+                        position = position.after(record.timestamp_ns)
+                        if index % YIELD_EVERY == YIELD_EVERY - 1:
+                            await asyncio.sleep(0)
+                    await self._save({"timestamp_ns": position.timestamp_ns, "count": position.count})
+                info = await engine.inspect(self.container_id)
+                if info is None or not (info.get("State") or {}).get("Running"):
+                    return position
+            except EngineUnreachable as exc:
+                now = time.monotonic()
+                lost_at = lost_at or now
+                if now - lost_at > ENGINE_RETRY_S:
+                    return None
+                self.log.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def on_kill(self) -> None:
+        """The user marked the deferred task failed or cleared it: stop the container, apply ``remove``."""
+        await _unless_cancelled(self._kill())
+
+    async def _kill(self) -> None:
+        engine = await self._engine()
+        self.log.info("stopping container %s (grace %d s)", self.container_id[:12], self.stop_grace_seconds)
+        await engine.stop(self.container_id, self.stop_grace_seconds)
+        if self.remove == "always":
+            await engine.remove(self.container_id)
+            self.log.info("removed container %s", self.container_id[:12])
+
+
+class EcsTaskTrigger(_FollowingTrigger):
+    """Follow an ECS task (DescribeTasks) and its CloudWatch Logs stream until it stops.
+
+    :param task_arn: the task.
+    :param cluster: its cluster.
+    :param log_group: its awslogs group.
+    :param log_stream: its awslogs stream.
+    :param image: the image it runs (for the worker's messages).
+    :param aws_conn_id: the AWS connection (ECS and CloudWatch Logs calls).
+    :param region_name: the region.
+    :param checkpoint_key: names the saved position (the try's identity and the task).
+    :param secret_refs: ``secret_environment`` references whose values to mask.
+    :param poll_seconds: the longest pause between two DescribeTasks calls (it starts at 0.25 s).
+    :param deferred_at: when the task deferred (epoch seconds; the worker reports the wait).
+    """
+
+    def __init__(
+        self,
+        *,
+        task_arn: str,
+        cluster: str,
+        log_group: str,
+        log_stream: str,
+        image: str,
+        region_name: str,
+        checkpoint_key: str,
+        aws_conn_id: str | None = "aws_default",
+        secret_refs: Sequence[str] = (),
+        poll_seconds: float = 2.0,
+        deferred_at: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.deferred_at = deferred_at
+        self.task_arn = task_arn
+        self.cluster = cluster
+        self.log_group = log_group
+        self.log_stream = log_stream
+        self.image = image
+        self.region_name = region_name
+        self.checkpoint_key = checkpoint_key
+        self.aws_conn_id = aws_conn_id
+        self.secret_refs = list(secret_refs)
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "task_arn": self.task_arn,
+                "cluster": self.cluster,
+                "log_group": self.log_group,
+                "log_stream": self.log_stream,
+                "image": self.image,
+                "region_name": self.region_name,
+                "checkpoint_key": self.checkpoint_key,
+                "aws_conn_id": self.aws_conn_id,
+                "secret_refs": list(self.secret_refs),
+                "poll_seconds": self.poll_seconds,
+                "deferred_at": self.deferred_at,
+            },
+        )
+
+    def _handle(self) -> EcsHandle:
+        return EcsHandle(self.task_arn, self.cluster, self.log_group, self.log_stream, self.image)
+
+    def _clients(self) -> tuple[Any, Any]:
+        return (
+            _shared_client("ecs", self.region_name, self.aws_conn_id),
+            _shared_client("logs", self.region_name, self.aws_conn_id),
+        )
+
+    def _event(self, status: str, **more: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "target": "ecs",
+                "status": status,
+                "task_arn": self.task_arn,
+                "cluster": self.cluster,
+                "log_group": self.log_group,
+                "log_stream": self.log_stream,
+                "image": self.image,
+                "deferred_at": self.deferred_at,
+                **more,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self._start_following()
+        handle = self._handle()
+        try:
+            ecs, logs = await _offload(self._clients)
+            await self._mask_secrets()
+            saved = await self._load()
+            token: str | None = (saved or {}).get("token")
+            self.log.info(
+                "following ECS task %s%s",
+                handle.task_id,
+                " again, after the lines already forwarded" if saved else "",
+            )
+            delay = FIRST_POLL_S
+            while True:
+                try:
+                    task = await _offload(describe_task, ecs, handle)
+                except AirdockError as exc:
+                    yield self._event("gone", reason=str(exc))
+                    return
+                stopped = task.get("lastStatus") == "STOPPED"
+                token = await self._forward(logs, handle, token)
+                if stopped:
+                    token = await self._forward(logs, handle, token)  # what arrived meanwhile
+                    self._lines.close()
+                    await self._save({"token": token}, force=True)
+                    yield self._event("ended", lines=self._lines.count)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(self.poll_seconds, delay * 1.5)
+        except asyncio.CancelledError:
+            self._save_now()
+            raise
+
+    async def _forward(self, logs: Any, handle: EcsHandle, token: str | None) -> str | None:
+        feed = self._lines.feed
+        while True:
+            messages, following, more = await _offload(log_page, logs, handle, token)
+            for index, message in enumerate(messages):
+                feed(message + "\n")
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
+            token = following
+            await self._save({"token": token})
+            if not more:
+                return token
+
+    async def on_kill(self) -> None:
+        """The user marked the deferred task failed or cleared it: stop the ECS task."""
+        await _unless_cancelled(self._kill())
+
+    async def _kill(self) -> None:
+        ecs, _ = await _offload(self._clients)
+        self.log.info("stopping ECS task %s", self._handle().task_id)
+        await _offload(
+            ecs.stop_task,
+            cluster=self.cluster,
+            task=self.task_arn,
+            reason="the deferred Airflow task was stopped (airdock on_kill)",
+        )

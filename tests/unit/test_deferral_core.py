@@ -1,0 +1,149 @@
+"""The pure parts of deferral: the engine's log records and positions, resuming after a position,
+the checkpoint files, where a docker task may defer, and what a trigger's kwargs may hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from airdock.targets.checkpoint import LogCheckpoints
+from airdock.targets.docker import deferral_blocker
+from airdock.targets.docker_async import (
+    EngineUnreachable,
+    LogPosition,
+    LogRecord,
+    RecordParser,
+    Resume,
+    _split_url,
+    parse_timestamp,
+)
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">BxxxI", stream, len(payload)) + payload
+
+
+def test_timestamps_with_any_number_of_fraction_digits() -> None:
+    base = parse_timestamp(b"2026-12-01T15:03:29", None)
+    assert base == 1796137409 * 1_000_000_000
+    assert parse_timestamp(b"2026-12-01T15:03:29", b"5") == base + 500_000_000
+    assert parse_timestamp(b"2026-12-01T15:03:29", b"123456789") == base + 123_456_789
+    assert parse_timestamp(b"2026-12-01T15:03:29", b"000001") == base + 1_000
+
+
+def test_multiplexed_frames_split_anywhere_give_the_same_records() -> None:
+    data = (
+        frame(1, b"2026-12-01T15:03:29.1Z one\n")
+        + frame(2, b"2026-12-01T15:03:29.2Z two on stderr\n")
+        + frame(1, b"2026-12-01T15:03:29.3Z part")  # a long line the engine split
+        + frame(1, b"2026-12-01T15:03:29.3Z ial\n")
+    )
+    whole = RecordParser(multiplexed=True).feed(data)
+    assert [r.data for r in whole] == [b"one\n", b"two on stderr\n", b"part", b"ial\n"]
+    for cut in range(1, len(data)):
+        parser = RecordParser(multiplexed=True)
+        assert parser.feed(data[:cut]) + parser.feed(data[cut:]) == whole
+
+
+def test_a_tty_stream_is_split_on_newlines() -> None:
+    parser = RecordParser(multiplexed=False)
+    records = parser.feed(b"2026-12-01T15:03:29.1Z a\r\n2026-12-01T15:03:29.2Z b")
+    records += parser.feed(b"c\n")
+    assert [r.data for r in records] == [b"a\r\n", b"bc\n"]
+    assert records[1].timestamp_ns > records[0].timestamp_ns
+
+
+def test_resume_skips_exactly_what_was_taken_even_among_equal_timestamps() -> None:
+    stamps = [10, 20, 20, 20, 30]
+    records = [LogRecord(ts, f"r{i}\n".encode()) for i, ts in enumerate(stamps)]
+    for taken in range(len(records) + 1):
+        position = LogPosition()
+        for record in records[:taken]:
+            position = position.after(record.timestamp_ns)
+        # The engine answers since=<position> inclusively: every record from that timestamp on.
+        replay = [r for r in records if r.timestamp_ns >= position.timestamp_ns]
+        resume = Resume(position)
+        assert [r for r in replay if resume.fresh(r)] == records[taken:], taken
+
+
+def test_position_since_is_the_engines_seconds_dot_nanoseconds() -> None:
+    assert LogPosition(1796137409_000000042, 1).since() == "1796137409.000000042"
+    assert LogPosition().since() == "0.000000000"
+
+
+def test_engine_urls() -> None:
+    assert _split_url("unix:///var/run/docker.sock") == ("http://docker", "/var/run/docker.sock", False)
+    assert _split_url("unix://var/run/docker.sock") == ("http://docker", "/var/run/docker.sock", False)
+    assert _split_url("tcp://10.0.0.5:2376") == ("http://10.0.0.5:2376", None, False)
+    assert _split_url("tcp+tls://docker.internal:2376") == ("https://docker.internal:2376", None, True)
+    with pytest.raises(EngineUnreachable, match="unsupported engine URL"):
+        _split_url("ssh://user@host")
+
+
+def test_checkpoints_are_private_atomic_and_pruned(tmp_path: Path) -> None:
+    store = LogCheckpoints(tmp_path / "positions")
+    assert store.load("missing") is None
+    store.save("dag/task/run:1", {"timestamp_ns": 5, "count": 2})
+    assert store.load("dag/task/run:1") == {"timestamp_ns": 5, "count": 2}
+    (path,) = list(store.directory.iterdir())
+    assert path.stat().st_mode & 0o777 == 0o600 and "/" not in path.name
+    path.write_text("{not json")
+    assert store.load("dag/task/run:1") is None  # unreadable: start from the beginning
+    store.save("old", {"token": "f/1"})
+    old = store._path("old")
+    os.utime(old, (time.time() - 30 * 86400,) * 2)
+    assert store.prune() == 1 and not old.exists() and path.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "triggerer_here", "blocked"),
+    [
+        ("unix:///var/run/docker.sock", False, True),
+        ("unix:///var/run/docker.sock", True, False),
+        ("tcp://127.0.0.1:2375", False, True),
+        ("tcp://localhost:2375", False, True),
+        ("tcp://docker.internal:2376", False, False),
+        ("tcp+tls://203.0.113.7:2376", False, False),
+    ],
+)
+def test_where_a_docker_task_may_defer(url: str, triggerer_here: bool, blocked: bool) -> None:
+    reason = deferral_blocker(url, triggerer_here)
+    assert (reason is not None) == blocked
+    if reason:
+        assert "\n" not in reason and url in reason and "triggerer" in reason
+
+
+def test_trigger_kwargs_round_trip_through_json_and_hold_no_secret() -> None:
+    from airdock.airflow.triggers import DockerContainerTrigger, EcsTaskTrigger
+
+    docker = DockerContainerTrigger(
+        container_id="c" * 64,
+        docker_url="tcp://docker.internal:2376",
+        checkpoint_key="k",
+        tls={"ca_cert": "/etc/docker/ca.pem", "client_cert": "/etc/docker/cert.pem", "client_key": "/k.pem"},
+        secret_refs=["var:api_token", "conn:warehouse"],
+        remove="on_success",
+    )
+    ecs = EcsTaskTrigger(
+        task_arn="arn:aws:ecs:eu-west-1:123456789012:task/default/abc",
+        cluster="default",
+        log_group="/airdock/tasks",
+        log_stream="airdock/main/abc",
+        image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:" + "0" * 64,
+        region_name="eu-west-1",
+        checkpoint_key="k",
+        secret_refs=["var:api_token"],
+    )
+    for trigger in (docker, ecs):
+        classpath, kwargs = trigger.serialize()
+        stored = json.loads(json.dumps(kwargs))  # what the metadata DB keeps
+        assert classpath == f"airdock.airflow.triggers.{type(trigger).__name__}"
+        again = type(trigger)(**stored)
+        assert again.serialize() == (classpath, kwargs)
+        assert "password" not in json.dumps(kwargs).lower()
+        assert all(ref.startswith(("var:", "conn:")) for ref in kwargs["secret_refs"])
