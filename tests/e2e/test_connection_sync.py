@@ -3,20 +3,32 @@
 Each test gets its own Airflow home (a copy of one migrated SQLite database), its own cold
 host token cache, and the session's local ECR stack; the stack's GetAuthorizationToken counter
 proves when AWS was (not) called. The written password is checked against the stack's gateway.
+
+Time: every Airflow process costs seconds of start-up (an ``airflow dags test`` ~15 s, most of it
+its in-process Execution API). So each home has one long-lived process that reads (and, for
+set-up, adds) connections through Airflow's ORM, started in the background with the home; a
+test that needs two runs of its own DAG runs them as two tasks of one ``dags test``; and runs
+that cannot change what another one checks overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
+import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from base64 import urlsafe_b64encode
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 import pytest
@@ -34,27 +46,147 @@ EXAMPLE_DAG = ROOT / "src/airdock/airflow/example_dags/example_ecr_connection_sy
 DAG_ID = "airdock_example_ecr_connection_sync"
 API_USER, API_PASSWORD = "admin", "sync-test-api-password"
 
-# Reads a connection (password included) and the DAG's XComs through Airflow's ORM.
-READ_DB = """
+# A connection as Airflow's ORM gives it (password decrypted); shared by the ORM agent and ORM_DAG.
+CONNECTION_FIELDS = """
+def connection_fields(conn):
+    if conn is None:
+        return None
+    return {
+        "conn_type": conn.conn_type, "host": conn.host, "port": conn.port, "login": conn.login,
+        "password": conn.password, "extra": conn.extra_dejson,
+    }
+"""
+
+# One process per home that answers requests (a JSON line each) through Airflow's ORM: read
+# connections (password included) and the XComs, or add a connection (set-up).
+AGENT_MARK = "@@airdock-orm-agent@@ "
+ORM_AGENT = (
+    """
 import json, sys
 from airflow.models import Connection
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
-with create_session() as session:
-    conn = session.query(Connection).filter_by(conn_id=sys.argv[1]).one_or_none()
-    xcoms = [str(row.value) for row in session.query(XComModel).all()]
-    out = None if conn is None else {
-        "conn_type": conn.conn_type, "host": conn.host, "port": conn.port, "login": conn.login,
-        "password": conn.password, "extra": conn.extra_dejson,
-    }
-print(json.dumps({"connection": out, "xcoms": xcoms}))
 """
+    + CONNECTION_FIELDS
+    + """
+
+def read(*conn_ids):
+    with create_session() as session:
+        connections = {
+            conn_id: connection_fields(session.query(Connection).filter_by(conn_id=conn_id).one_or_none())
+            for conn_id in conn_ids
+        }
+        xcoms = [{"task_id": row.task_id, "value": str(row.value)} for row in session.query(XComModel).all()]
+    return {"connections": connections, "xcoms": xcoms}
+
+
+def add(fields):
+    with create_session() as session:
+        session.add(Connection(**fields))
+    return {}
+
+
+def reply(message):
+    sys.stdout.write("\\n" + MARK + json.dumps(message) + "\\n")
+    sys.stdout.flush()
+
+
+reply({"ready": True})
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        reply({"ok": {"read": read, "add": add}[request["op"]](*request["args"])})
+    except Exception as exc:
+        reply({"error": f"{type(exc).__name__}: {exc}"})
+"""
+).replace("MARK", repr(AGENT_MARK))
 
 
 @pytest.fixture(scope="module")
 def migrated_home(airflow_template: Path) -> Path:
     """The session's pristine migrated Airflow home; tests copy its database."""
     return airflow_template
+
+
+@dataclass
+class Started:
+    """A command started in the background; its output goes to files (no pipe can fill and stall it)."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    timeout: float
+
+    def result(self) -> subprocess.CompletedProcess[str]:
+        try:
+            self.process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        return subprocess.CompletedProcess(
+            self.process.args,
+            self.process.returncode,
+            self.stdout.read_text(errors="replace"),
+            self.stderr.read_text(errors="replace"),
+        )
+
+
+class OrmAgent:
+    """The home's ORM_AGENT process; its start-up overlaps the test's first commands."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self._log = log
+        with log.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", ORM_AGENT],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        assert self.process.stdout is not None
+        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
+        self._ready = False
+
+    def _pump(self, stdout: TextIO) -> None:
+        for line in stdout:
+            if line.startswith(AGENT_MARK):
+                self._replies.put(json.loads(line[len(AGENT_MARK) :]))
+        self._replies.put(None)  # the agent is gone
+
+    def _reply(self) -> dict[str, Any]:
+        try:
+            message = self._replies.get(timeout=120)
+        except queue.Empty:
+            message = None
+        assert message is not None, "the ORM agent died or hangs: " + self._log.read_text()[-3000:]
+        return message
+
+    def call(self, op: str, *args: Any) -> Any:
+        if not self._ready:
+            assert self._reply() == {"ready": True}
+            self._ready = True
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+        self.process.stdin.flush()
+        message = self._reply()
+        assert "ok" in message, message.get("error")
+        return message["ok"]
+
+    def close(self) -> None:
+        """Stop it: every call has had its answer (an add is committed before it answers)."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
 
 
 class Env:
@@ -67,6 +199,12 @@ class Env:
         dags = home / "dags"
         dags.mkdir()
         shutil.copy(EXAMPLE_DAG, dags / EXAMPLE_DAG.name)
+        # The secrets Airflow would generate into airflow.cfg on its first run in this home, written
+        # first: the processes that start together here must not each generate (and write) their own.
+        fernet_key = urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        (home / "airflow.cfg").write_text(
+            f"[core]\nfernet_key = {fernet_key}\n\n[api_auth]\njwt_secret = {secrets.token_urlsafe(16)}\n"
+        )
         self.vars = make_env(
             AIRFLOW_HOME=str(home),
             AIRFLOW__CORE__DAGS_FOLDER=str(dags),
@@ -80,6 +218,8 @@ class Env:
             AWS_DEFAULT_REGION="us-east-1",
         )
         self.new_cache()
+        self.agent = OrmAgent(dict(self.vars), home / "orm-agent.log")
+        self._started: list[Started] = []
 
     def new_cache(self) -> None:
         """Start the next commands with a cold host token cache."""
@@ -88,40 +228,69 @@ class Env:
         path.mkdir()
         self.vars["XDG_CACHE_HOME"] = str(path)
 
+    def start(self, *argv: str, timeout: float = 300, env: dict[str, str] | None = None) -> Started:
+        """Start ``argv`` in the background (with ``env``, else the home's variables as they are now)."""
+        n = len(self._started)
+        out, err = self.home / f"command-{n}.out", self.home / f"command-{n}.err"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                list(argv), env=dict(env if env is not None else self.vars), stdout=stdout, stderr=stderr
+            )
+        self._started.append(Started(process, out, err, timeout))
+        return self._started[-1]
+
     def run(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            list(argv), env=self.vars, capture_output=True, text=True, check=False, timeout=timeout
-        )
+        return self.start(*argv, timeout=timeout).result()
+
+    def sync_argv(self, *args: str) -> list[str]:
+        return [*AIRDOCK, "connections", "sync", "--registry", self.registry, *args]
 
     def sync(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(*AIRDOCK, "connections", "sync", "--registry", self.registry, *args, timeout=120)
+        return self.run(*self.sync_argv(*args), timeout=120)
 
-    def read(self, conn_id: str = "docker_default") -> dict[str, Any]:
-        result = self.run(sys.executable, "-c", READ_DB, conn_id, timeout=120)
-        assert result.returncode == 0, result.stderr[-2000:]
-        data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    def read(self, *conn_ids: str) -> dict[str, Any]:
+        """``{"connections": {conn_id: fields or None}, "xcoms": [{"task_id", "value"}]}``, via the ORM."""
+        data: dict[str, Any] = self.agent.call("read", *(conn_ids or ("docker_default",)))
         return data
 
     def connection(self, conn_id: str = "docker_default") -> dict[str, Any]:
-        conn = self.read(conn_id)["connection"]
+        conn = self.read(conn_id)["connections"][conn_id]
         assert conn is not None, f"connection {conn_id} was not written"
         return dict(conn)
 
+    def add_connection(self, **fields: Any) -> None:
+        """Set-up: store a connection through the ORM, as ``airflow connections add`` does."""
+        self.agent.call("add", fields)
+
     def dags_test(self, dag_id: str = DAG_ID) -> str:
-        result = self.run(AIRFLOW, "dags", "test", dag_id)
-        output = result.stdout + result.stderr
-        state = re.search(r"DagRun Finished: .*state=(\w+)", output)
-        assert state is not None, output[-3000:]
-        assert state.group(1) == "success", output[-3000:]
-        return output
+        return dags_test_output(self.run(AIRFLOW, "dags", "test", dag_id))
+
+    def close(self) -> None:
+        for started in self._started:
+            if started.process.poll() is None:
+                started.process.kill()
+                started.process.wait()
+        self.agent.close()
+
+
+def dags_test_output(result: subprocess.CompletedProcess[str], state: str = "success") -> str:
+    output = result.stdout + result.stderr
+    finished = re.search(r"DagRun Finished: .*state=(\w+)", output)
+    assert finished is not None, output[-3000:]
+    assert finished.group(1) == state, output[-3000:]
+    return output
 
 
 @pytest.fixture
-def env(migrated_home: Path, stack: StackHandle, tmp_path: Path) -> Env:
+def env(migrated_home: Path, stack: StackHandle, tmp_path: Path) -> Iterator[Env]:
     home = tmp_path / "airflow"
     home.mkdir()
     shutil.copy(migrated_home / "airflow.db", home / "airflow.db")
-    return Env(home, stack)
+    environment = Env(home, stack)
+    try:
+        yield environment
+    finally:
+        environment.close()
 
 
 def token_calls(stack: StackHandle) -> int:
@@ -224,105 +393,126 @@ def test_cli_writes_a_working_login_then_writes_nothing_until_near_expiry(env: E
 
 
 def test_cli_keeps_other_extra_keys_and_replaces_a_foreign_login(env: Env) -> None:
-    added = env.run(
-        AIRFLOW, "connections", "add", "team_registry", "--conn-type", "docker",
-        "--conn-host", "old.example.org", "--conn-login", "someone", "--conn-password", "old-password",
-        "--conn-extra", json.dumps({"reauth": False, "email": "ops@example.org"}),
+    env.add_connection(
+        conn_id="team_registry", conn_type="docker", host="old.example.org", login="someone",
+        password="old-password", extra=json.dumps({"reauth": False, "email": "ops@example.org"}),
     )  # fmt: skip
-    assert added.returncode == 0, added.stderr[-2000:]
 
     result = env.sync("--docker-conn-id", "team_registry")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("team_registry: updated for "), result.stdout
-    conn = env.connection("team_registry")
+    connections = env.read("team_registry", "docker_default")["connections"]
+    conn = connections["team_registry"]
+    assert conn is not None, "connection team_registry was not written"
     assert_docker_login(env, conn)
     assert conn["extra"]["reauth"] is False
     assert conn["extra"]["email"] == "ops@example.org"
-    assert env.read("docker_default")["connection"] is None  # only the named connection
+    assert connections["docker_default"] is None  # only the named connection
 
 
 def test_cli_failures_are_one_actionable_line(env: Env, tmp_path: Path) -> None:
-    not_ecr = env.run(*AIRDOCK, "connections", "sync", "--registry", "registry.example.org:5000")
+    credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    no_aws = {name: value for name, value in env.vars.items() if name not in credentials}
+    no_aws.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    # Three independent failures at once: none may write (the read after all of them proves it).
+    started_not_ecr = env.start(*AIRDOCK, "connections", "sync", "--registry", "registry.example.org:5000")
+    started_no_credentials = env.start(*env.sync_argv(), env=no_aws, timeout=120)
+    started_bad_flag = env.start(*env.sync_argv("--min-remaining", "soon"), env=no_aws, timeout=120)
+
+    not_ecr = started_not_ecr.result()
     assert not_ecr.returncode == 1
     assert not_ecr.stdout == ""
     assert len(not_ecr.stderr.strip().splitlines()) == 1, not_ecr.stderr
     assert "not an Amazon ECR host" in not_ecr.stderr and "ecr_registries" in not_ecr.stderr
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        env.vars.pop(name, None)
-    env.vars.update(
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    no_credentials = env.sync()
+    no_credentials = started_no_credentials.result()
     assert no_credentials.returncode == 1
     assert len(no_credentials.stderr.strip().splitlines()) == 1, no_credentials.stderr
     assert "no AWS credentials found" in no_credentials.stderr
-    assert env.read()["connection"] is None
 
-    bad_flag = env.sync("--min-remaining", "soon")
+    bad_flag = started_bad_flag.result()
     assert bad_flag.returncode == 1
     assert "invalid duration 'soon'" in bad_flag.stderr
+    assert env.read()["connections"]["docker_default"] is None
 
 
 # -- the operator, through Airflow's task runner ------------------------------------------------
 
 
-ORM_DAG = """
+# Two runs of the sync in one `dags test` (one Airflow start-up): `sync`, then `sync_again`,
+# which first notes the connection as `sync` left it and points the process at an empty host
+# token cache (tasks run in the `dags test` process, one after the other).
+ORM_DAG = (
+    """
 from datetime import datetime
+import json
 import os
+from pathlib import Path
 
 from airflow.sdk import DAG
 
 from airdock.airflow.connection_sync import EcrConnectionSyncOperator
+"""
+    + CONNECTION_FIELDS
+    + """
+
+def before_sync_again(context):
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        conn = session.query(Connection).filter_by(conn_id="docker_default").one_or_none()
+        Path(os.environ["AIRDOCK_E2E_BEFORE_AGAIN"]).write_text(json.dumps(connection_fields(conn)))
+    os.environ["XDG_CACHE_HOME"] = os.environ["AIRDOCK_E2E_COLD_CACHE"]
+
 
 with DAG("airdock_e2e_sync_orm", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-    EcrConnectionSyncOperator(
-        task_id="sync", registry=os.environ["AIRDOCK_LOCAL_REGISTRY"], api_conn_id=None,  # the ORM, chosen
+    registry = os.environ["AIRDOCK_LOCAL_REGISTRY"]
+    sync = EcrConnectionSyncOperator(task_id="sync", registry=registry, api_conn_id=None)  # the ORM, chosen
+    sync_again = EcrConnectionSyncOperator(
+        task_id="sync_again", registry=registry, api_conn_id=None, pre_execute=before_sync_again
     )
+    sync >> sync_again
 """
+)
 
 
 def test_the_orm_chosen_explicitly_keeps_docker_default_fresh_under_dags_test(env: Env) -> None:
+    """`sync` writes docker_default through the ORM; `sync_again`, with a cold host token cache,
+    finds the stored token fresh: it writes nothing and costs no GetAuthorizationToken call."""
     stack = env.stack
     calls = token_calls(stack)
     (env.home / "dags" / "orm.py").write_text(ORM_DAG)
+    before_again = env.home / "before-sync-again.json"
+    cold_cache = env.home / "cache-cold"
+    cold_cache.mkdir()
+    env.vars.update(AIRDOCK_E2E_BEFORE_AGAIN=str(before_again), AIRDOCK_E2E_COLD_CACHE=str(cold_cache))
 
     output = env.dags_test("airdock_e2e_sync_orm")
-    assert token_calls(stack) == calls + 1
-    conn = env.connection()
-    assert_docker_login(env, conn)
-    assert "docker_default: updated for " in output
-    assert "written to the Airflow metadata database" in output
-    assert conn["password"] not in output, "the registry password leaked into the task output"
-    xcoms = env.read()["xcoms"]
-    assert any('"updated": true' in value.lower() or "'updated': true" in value.lower() for value in xcoms), (
-        xcoms
-    )
-    assert not any(conn["password"] in value for value in xcoms), "the password went to XCom"
-
-    env.new_cache()
-    again = env.dags_test("airdock_e2e_sync_orm")
-    assert "docker_default: still valid until " in again
+    # Both tasks started with an empty host cache (airdock keeps no token in memory) and `sync`
+    # wrote a token, so `sync` made a call: one in all means exactly one by `sync`, none by `sync_again`.
     assert token_calls(stack) == calls + 1, "a fresh stored token must not cost a GetAuthorizationToken call"
-    assert env.connection() == conn
+    state = env.read()
+    conn = state["connections"]["docker_default"]
+    assert conn is not None, "connection docker_default was not written"
+    assert_docker_login(env, conn)
+    updated = output.find("docker_default: updated for ")
+    assert updated >= 0, output[-3000:]
+    assert "written to the Airflow metadata database" in output
+    assert output.find("docker_default: still valid until ", updated) > updated, output[-3000:]
+    assert conn["password"] not in output, "the registry password leaked into the task output"
+    xcoms = {xcom["task_id"]: xcom["value"].lower() for xcom in state["xcoms"]}
+    assert '"updated": true' in xcoms["sync"] or "'updated': true" in xcoms["sync"], xcoms
+    assert '"updated": false' in xcoms["sync_again"] or "'updated': false" in xcoms["sync_again"], xcoms
+    assert not any(conn["password"] in value for value in xcoms.values()), "the password went to XCom"
+    assert json.loads(before_again.read_text()) == conn, "sync_again changed the connection"
 
 
-def test_without_the_api_connection_the_operator_says_so_and_never_tries_the_orm(env: Env) -> None:
-    calls = token_calls(env.stack)
-    result = env.run(AIRFLOW, "dags", "test", DAG_ID)
-    output = result.stdout + result.stderr
-    assert re.search(r"DagRun Finished: .*state=failed", output), output[-3000:]
-    assert (
-        "AirflowFailException: the Airflow connection 'airflow_api' (api_conn_id) is not defined: create an "
-        "HTTP connection to the api-server"
-    ) in output, output[-3000:]
-    assert env.read()["connection"] is None, "nothing was written through the ORM"
-    assert token_calls(env.stack) == calls
-
-
-@pytest.fixture
+@contextlib.contextmanager
 def api_server(env: Env) -> Iterator[str]:
     """The api-server of the test's Airflow home (simple auth manager, one known user)."""
     (env.home / "simple_auth_manager_passwords.json.generated").write_text(
@@ -333,32 +523,51 @@ def api_server(env: Env) -> Iterator[str]:
         yield url
 
 
-def test_the_example_writes_through_the_rest_api_of_its_api_connection(env: Env, api_server: str) -> None:
-    added = env.run(
-        AIRFLOW, "connections", "add", "docker_default", "--conn-type", "docker",
-        "--conn-extra", json.dumps({"reauth": False, "email": "ops@example.org", "api_password": "kept"}),
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr[-2000:]
-    env.vars["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(
-        {"conn_type": "http", "host": api_server, "login": API_USER, "password": API_PASSWORD}
-    )
+def test_the_example_without_its_api_connection_says_so_and_with_it_writes_through_the_rest_api(
+    env: Env,
+) -> None:
+    """Two claims on one home, the first run overlapping the api-server's start-up.
 
-    output = env.dags_test()
-    assert f"written to the Airflow API at {api_server}" in output
-    conn = env.connection()
-    assert_docker_login(env, conn)
-    # The API redacts "api_password" on read; the PATCH must not overwrite it with "***".
-    assert conn["extra"]["api_password"] == "kept"
-    assert conn["extra"]["reauth"] is False
-    assert conn["password"] not in output
-    assert API_PASSWORD not in output
-    access_log = (env.home / "api-server.log").read_text()
-    assert "PATCH" in access_log and "/api/v2/connections/docker_default" in access_log
-
+    1. Without the api connection the operator says so and never tries the ORM: the example's run
+       fails naming the missing ``airflow_api``, nothing is written, AWS is not called.
+    2. The example writes through the REST API of its api connection: the login lands in
+       docker_default with its other extra keys (even the one the API redacts) kept, no secret in
+       the output, a PATCH in the api-server's log; a second run finds it fresh and writes nothing.
+    """
     calls = token_calls(env.stack)
-    again = env.dags_test()
-    assert "docker_default: still valid until " in again
-    assert token_calls(env.stack) == calls
+    without_api = env.start(AIRFLOW, "dags", "test", DAG_ID)
+    with api_server(env) as url:
+        output = dags_test_output(without_api.result(), state="failed")
+        assert (
+            "AirflowFailException: the Airflow connection 'airflow_api' (api_conn_id) is not defined: create "
+            "an HTTP connection to the api-server"
+        ) in output, output[-3000:]
+        assert env.read()["connections"]["docker_default"] is None, "nothing was written through the ORM"
+        assert token_calls(env.stack) == calls
+
+        env.add_connection(
+            conn_id="docker_default", conn_type="docker",
+            extra=json.dumps({"reauth": False, "email": "ops@example.org", "api_password": "kept"}),
+        )  # fmt: skip
+        env.vars["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(
+            {"conn_type": "http", "host": url, "login": API_USER, "password": API_PASSWORD}
+        )
+        output = env.dags_test()
+        assert f"written to the Airflow API at {url}" in output
+        conn = env.connection()
+        assert_docker_login(env, conn)
+        # The API redacts "api_password" on read; the PATCH must not overwrite it with "***".
+        assert conn["extra"]["api_password"] == "kept"
+        assert conn["extra"]["reauth"] is False
+        assert conn["password"] not in output
+        assert API_PASSWORD not in output
+        access_log = (env.home / "api-server.log").read_text()
+        assert "PATCH" in access_log and "/api/v2/connections/docker_default" in access_log
+
+        calls = token_calls(env.stack)
+        again = env.dags_test()
+        assert "docker_default: still valid until " in again
+        assert token_calls(env.stack) == calls
 
 
 def test_orm_blocked_in_a_worker_task_names_the_fix(env: Env) -> None:

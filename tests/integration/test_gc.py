@@ -1,7 +1,10 @@
-"""`airdock gc` on the real engine, with ~50 small distinct images of its own.
+"""`airdock gc` on the real engine, with ~30 small distinct images of its own.
 
 One module fixture builds the scene and runs the real command line four times (three dry runs,
-then the real run); the tests assert facets of what happened. Images and containers the scene
+side by side, then the real run); the tests assert facets of what happened. The scene's images
+come from one ``docker load`` of one-layer images (no layer shared, busybox only in the two that
+run a container), dated months back by their config: no wait for them to age past ``--min-age``,
+and the one young image stays young however slow the runs are. Images and containers the scene
 did not create are protected twice, so the suite can share an engine with other tests: every one
 of them present just before a run is leased in the run's usage record (a lease protects an image
 by id, dangling ones included), and ``--keep`` covers the other tests' repositories.
@@ -10,13 +13,17 @@ by id, dangling ones included), and ``--keep`` covers the other tests' repositor
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import random
 import sqlite3
+import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,15 +40,16 @@ from airdock.hygiene.model import (
     LABEL_STARTED_AT,
     LABEL_TASK_ID,
     MANAGED_LABEL,
+    ImageInfo,
 )
 from airdock.hygiene.usage import UsageStore
-from airdock.local.offline_images import import_image
+from airdock.local.offline_images import import_image, static_busybox
 from tests.conftest import airdock, make_env
 
 pytestmark = pytest.mark.integration
 
-N_IMAGES = 50
-MIN_AGE_S = 20
+N_IMAGES = 30
+MIN_AGE_S = 600  # the young image is made seconds before the runs, every other one long before
 DAY = 86400.0
 FOREIGN_KEEP = ("--keep", "airdock-test/*", "--keep", "127.0.0.1*", "--keep", "airdock-demo/*")
 
@@ -57,6 +65,7 @@ class Scene:
     dangling: list[str] = field(default_factory=list)
     containers: dict[str, str] = field(default_factory=dict)  # role → container id
     kept_index: int = 0
+    image_bytes: int = 0
     target: int = 0
     expected_removals: list[str] = field(default_factory=list)
     runs: dict[str, Any] = field(default_factory=dict)
@@ -72,18 +81,34 @@ def snapshot(client: Any, db: Path) -> dict[str, Any]:
     return {"images": images, "containers": containers, "uses": uses}
 
 
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """Independent calls (each mostly a command line's start-up) at once; their results in order."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
 def run_gc(scene: Scene, client: Any, *args: str, as_json: bool = True) -> Any:
     """The real command line, with every image it did not create leased for the run."""
+    return run_gcs(scene, client, (args, as_json))[0]
+
+
+def run_gcs(scene: Scene, client: Any, *runs: tuple[Sequence[str], bool]) -> list[Any]:
+    """Real command lines (args, as_json) side by side, with every image they did not create leased."""
     mine = set(scene.ids.values())
     foreign = [i["Id"] for i in client.api.images() if i["Id"] not in mine]
     env = make_env(COLUMNS="250", AIRDOCK_STATE_DIR=str(scene.db.parent))
-    with UsageStore(scene.db).lease(foreign, seconds=300):
+
+    def gc(args: Sequence[str], as_json: bool) -> Any:
         result = airdock(
             "gc", "--high", "off", *FOREIGN_KEEP,
             *(("--json",) if as_json else ()), *args, env=env, check=False,
         )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if as_json else result.stdout
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout) if as_json else result.stdout
+
+    with UsageStore(scene.db).lease(foreign, seconds=300):
+        return side_by_side(*(lambda run=run: gc(*run) for run in runs))
 
 
 def gc_args(scene: Scene, budget: int) -> list[str]:
@@ -123,48 +148,125 @@ def scene(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 client.api.remove_image(image_id, force=True)  # the test's own images only
 
 
+@dataclass
+class Made:
+    """One image of the scene's archive: a single layer of its own, with a creation date."""
+
+    tags: list[str]
+    payload: bytes
+    created: float
+    runnable: bool = False  # busybox in the layer: a container runs from it
+
+
+def _layer(image: Made, busybox: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        files = [("payload.bin", image.payload)]
+        if image.runnable:
+            files.append(("bin/busybox", busybox))
+        for name, content in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o755
+            tar.addfile(info, io.BytesIO(content))
+        for applet in ("sh", "cat", "echo", "sleep", "ls", "true") if image.runnable else ():
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    return out.getvalue()
+
+
+def image_archive(client: Any, images: Sequence[Made]) -> tuple[bytes, list[str]]:
+    """A ``docker load`` archive of ``images``, and their ids.
+
+    Loaded, an image keeps its config's creation date and gets no LastTagTime; a tag named twice
+    ends on the later image.
+    """
+    busybox = static_busybox().read_bytes()
+    arch = client.version()["Arch"]
+    archive, manifest, ids = io.BytesIO(), [], []
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+
+        def add(name: str, content: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+
+        for n, image in enumerate(images):
+            layer = _layer(image, busybox)
+            created = datetime.fromtimestamp(image.created, UTC).isoformat().replace("+00:00", "Z")
+            config = json.dumps({
+                "architecture": arch, "os": "linux", "created": created, "config": {},
+                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+                "history": [{"created": created, "created_by": "airdock gc test"}],
+            }).encode()  # fmt: skip
+            digest = hashlib.sha256(config).hexdigest()
+            add(f"layer-{n}.tar", layer)
+            add(f"{digest}.json", config)
+            manifest.append(
+                {"Config": f"{digest}.json", "RepoTags": image.tags, "Layers": [f"layer-{n}.tar"]}
+            )
+            ids.append(f"sha256:{digest}")
+        add("manifest.json", json.dumps(manifest).encode())
+    return archive.getvalue(), ids
+
+
 def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Random) -> Iterator[Scene]:
     prefix = scene.prefix
-    started = time.time()
-    for n in range(N_IMAGES):
-        payload = {"payload.bin": os.urandom(rng.randrange(1_000, 400_000))}
-        image = import_image(client, f"{prefix}/img-{n:02d}:v1", payload)
-        scene.ids[f"img-{n:02d}"] = image.id
-        scene.sizes[image.id] = int(image.attrs["Size"])
-    # Three images lose their only tag to another image: dangling.
-    for j in range(3):
-        image = import_image(client, f"{prefix}/d{j}:v1", {"payload.bin": os.urandom(5_000 * (j + 1))})
-        scene.ids[f"d{j}"] = image.id
-        scene.sizes[image.id] = int(image.attrs["Size"])
-        scene.dangling.append(image.id)
-    import_seconds = time.time() - started
-
-    # Last uses: a shuffled history over 60 days (not creation order); two images without a record.
     now = time.time()
     names = [f"img-{n:02d}" for n in range(N_IMAGES)]
+    payload_sizes = [rng.randrange(1_000, 400_000) for _ in names]
+    # Last uses: a shuffled history over a month (not creation order); two images without a record.
     days_ago = rng.sample(range(2, 2 + N_IMAGES), N_IMAGES)
-    for name, days in zip(names[:-2], days_ago, strict=False):
-        when = now - days * DAY
+    used = {name: now - days * DAY for name, days in zip(names[:-2], days_ago, strict=False)}
+    by_lru = sorted(used, key=used.__getitem__)
+    # Roles, by position in LRU order, so each protection is tested where it matters most.
+    role_names = dict(zip(("in_use", "kept", "old_labelled", "recent_labelled"), by_lru[:4], strict=True))
+    tags = {name: [f"{prefix}/{name}:v1"] for name in names}
+    # Three images lose their only tag to another image: dangling. d0..d2's tags move onto LRU
+    # victims (two tags each): the archive names each tag first on d<j>, then on its victim.
+    for j, victim in enumerate(by_lru[4:7]):
+        tags[victim].append(f"{prefix}/d{j}:v1")
+    long_ago = now - 365 * DAY  # before every recorded use
+    made = [Made([f"{prefix}/d{j}:v1"], os.urandom(5_000 * (j + 1)), long_ago) for j in range(3)]
+    made += [
+        Made(
+            tags[name],
+            os.urandom(size),
+            # Made in name order, a minute apart; the two unrecorded ones yesterday: newer than any use.
+            long_ago + n * 60 if name in used else now - DAY,
+            runnable=name in (role_names["in_use"], role_names["old_labelled"]),
+        )
+        for n, (name, size) in enumerate(zip(names, payload_sizes, strict=True))
+    ]
+    archive, ids = image_archive(client, made)
+    for image_id, image in zip(ids, made, strict=True):
+        scene.ids[image.tags[0].removeprefix(f"{prefix}/").removesuffix(":v1")] = image_id
+    for message in client.api.load_image(archive):  # all in one go
+        assert "error" not in message, message
+    for image_id in ids:
+        scene.sizes[image_id] = int(client.api.inspect_image(image_id)["Size"])
+    scene.dangling = [scene.ids[f"d{j}"] for j in range(3)]
+    for j in range(3):
+        assert client.api.inspect_image(scene.dangling[j])["RepoTags"] == [], f"d{j} is not dangling"
+
+    for name, when in used.items():
         store.record_use(scene.ids[name], when)
         scene.last_used[scene.ids[name]] = when
-    store.record_use(scene.dangling[0], now - 60)  # dangling goes first even when used recently
+    store.record_use(scene.dangling[0], now - 3 * MIN_AGE_S)  # dangling goes first even when used recently
     store.record_use(scene.dangling[2], now - 90 * DAY)
-    scene.lru = sorted((scene.ids[n] for n in names[:-2]), key=lambda i: scene.last_used[i])
-
-    # Roles, by position in LRU order, so each protection is tested where it matters most.
+    scene.lru = [scene.ids[name] for name in by_lru]
+    scene.kept_index = int(role_names["kept"].split("-")[1])
     in_use, kept, old_labelled, recent_labelled = scene.lru[:4]
-    kept_name = next(n for n in names if scene.ids[n] == kept)
-    scene.kept_index = int(kept_name.split("-")[1])
-    for j, target_id in enumerate(scene.lru[4:7]):  # move d0..d2's tags onto LRU victims (two tags each)
-        client.api.tag(target_id, f"{prefix}/d{j}", "v1")
     assert [i["Id"] for i in client.api.images(name=f"{prefix}/d0")] == [scene.lru[4]]
 
     unlabelled = client.api.create_container(in_use, command=["true"])["Id"]
     client.api.start(unlabelled)
     client.api.wait(unlabelled, timeout=60)
     scene.containers["unlabelled"] = unlabelled
-    long_ago = datetime.now(UTC) - timedelta(days=60)
-    old = client.api.create_container(old_labelled, command=["true"], labels=labelled(long_ago, "old"))["Id"]
+    labelled_long_ago = datetime.now(UTC) - timedelta(days=60)
+    old = client.api.create_container(
+        old_labelled, command=["true"], labels=labelled(labelled_long_ago, "old")
+    )["Id"]
     client.api.start(old)
     client.api.wait(old, timeout=60)  # exited: the age rule applies
     scene.containers["old_labelled"] = old
@@ -172,7 +274,7 @@ def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Ran
     long_job = client.api.create_container(
         in_use,
         command=["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"],
-        labels=labelled(long_ago, "long_job"),
+        labels=labelled(labelled_long_ago, "long_job"),
     )["Id"]
     client.api.start(long_job)
     scene.containers["long_job"] = long_job
@@ -183,28 +285,32 @@ def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Ran
     scene.ids["in_use"], scene.ids["kept"] = in_use, kept
     scene.ids["old_labelled"], scene.ids["recent_labelled"] = old_labelled, recent_labelled
 
-    # Let the scene's images age past --min-age, then make one young image that is the "oldest" by record.
-    time.sleep(max(0.0, started + import_seconds + MIN_AGE_S + 2 - time.time()))
+    # One young image (made and tagged now) that is the "oldest" by record.
     young = import_image(client, f"{prefix}/young:v1", {"payload.bin": os.urandom(300_000)})
     scene.ids["young"] = young.id
     scene.sizes[young.id] = int(young.attrs["Size"])
     store.record_use(young.id, now - 1000 * DAY)
 
-    # 1. A dry run with an unreachable budget tells the image bytes as the GC counts them.
-    probe = run_gc(scene, client, *gc_args(scene, 10**15), "--dry-run")
-    image_bytes = probe["image_bytes"]
+    # 1. The image bytes as the GC counts them (the dry run's "image_bytes" is checked against it).
+    scene.image_bytes = image_bytes = unique_bytes(read_inventory(client).images)
     removable = [i for i in scene.lru if i not in (in_use, kept, recent_labelled)]
     # The budget: drop the dangling images and 20 LRU victims, and half of the 21st.
     must_free = sum(scene.sizes[i] for i in scene.dangling) + sum(scene.sizes[i] for i in removable[:20])
     scene.target = image_bytes - must_free - scene.sizes[removable[20]] // 2
-    dangling_order = sorted(scene.dangling, key=lambda i: (probe_last_used(probe, i), i))
+    # Dangling ones go oldest first: d1, unrecorded, by its creation date.
+    dangling_used = dict(zip(scene.dangling, (now - 3 * MIN_AGE_S, long_ago, now - 90 * DAY), strict=True))
+    dangling_order = sorted(scene.dangling, key=lambda i: (dangling_used[i], i))
     scene.expected_removals = dangling_order + removable[:21]
 
     args = gc_args(scene, scene.target)
     scene.snapshots["before"] = snapshot(client, scene.db)
-    scene.runs["dry"] = run_gc(scene, client, *args, "--dry-run")
-    scene.runs["dry_table"] = run_gc(scene, client, *args, "--dry-run", as_json=False)
-    scene.runs["all_images"] = run_gc(scene, client, *args, "--dry-run", "--all-images")
+    scene.runs["dry"], scene.runs["dry_table"], scene.runs["all_images"] = run_gcs(
+        scene,
+        client,
+        ([*args, "--dry-run"], True),
+        ([*args, "--dry-run"], False),
+        ([*args, "--dry-run", "--all-images"], True),
+    )
     scene.snapshots["after_dry"] = snapshot(client, scene.db)
     began = time.monotonic()
     scene.runs["real"] = run_gc(scene, client, *args)
@@ -213,8 +319,15 @@ def _build_and_run(scene: Scene, client: Any, store: UsageStore, rng: random.Ran
     yield scene
 
 
-def probe_last_used(plan: dict[str, Any], image_id: str) -> float:
-    return float(next(i["last_used"] for i in plan["images"] if i["id"] == image_id))
+def unique_bytes(images: Iterable[ImageInfo]) -> int:
+    """Image bytes as the GC counts them: each layer once, an image without layers as one unit."""
+    unique: dict[str, int] = {}
+    for image in images:
+        for layer in image.layers or ():
+            unique[layer.id] = layer.size
+        if not image.layers:
+            unique[image.id] = image.size
+    return sum(unique.values())
 
 
 def by_id(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -228,6 +341,7 @@ def test_dry_run_changes_nothing(scene: Scene) -> None:
     assert after["uses"] == before["uses"]
     dry = scene.runs["dry"]
     assert dry["dry_run"] is True
+    assert dry["image_bytes"] == scene.image_bytes
     assert dry["reclaimed_bytes"] is None
     planned = [i["id"] for i in dry["images"] if i["verdict"] == "would remove"]
     assert planned == scene.expected_removals
@@ -267,14 +381,8 @@ def test_removals_follow_lru_after_dangling_and_meet_the_budget(scene: Scene, do
 
     # The budget is met, and not overshot: without the last removal it would not have been.
     planned = set(by_id(real))  # images another test adds meanwhile are not the GC's to count
-    unique: dict[str, int] = {}
-    for image in (i for i in read_inventory(docker_client).images if i.id in planned):
-        for layer in image.layers or ():
-            unique[layer.id] = layer.size
-        if not image.layers:
-            unique[image.id] = image.size
     assert real["target_bytes"] == scene.target
-    assert sum(unique.values()) <= scene.target
+    assert unique_bytes(i for i in read_inventory(docker_client).images if i.id in planned) <= scene.target
     assert real["image_bytes"] - real["reclaimed_bytes"] + reasons[removed[-1]]["frees_bytes"] > scene.target
     assert real["reclaimed_bytes"] == sum(scene.sizes[i] for i in removed)
 
@@ -304,7 +412,8 @@ def test_the_scope_is_shown_and_all_images_widens_it(scene: Scene) -> None:
         "scope: images airdock pulled or started here, and dangling images (gc_scope=airdock"
         in (scene.runs["dry_table"])
     )
-    # Over every image the two unrecorded ones count as used when last tagged: newest, kept.
+    # Over every image the two unrecorded ones count as used when last tagged or made (loaded, they
+    # have no LastTagTime; made yesterday): newest, kept.
     wide = by_id(scene.runs["all_images"])
     assert scene.runs["all_images"]["scope"] == "all"
     for name in (f"img-{N_IMAGES - 2:02d}", f"img-{N_IMAGES - 1:02d}"):
@@ -356,13 +465,16 @@ def test_bad_input_is_one_line_and_changes_nothing(scene: Scene, docker_client: 
     db = tmp_path / "usage.sqlite"
     before = {i["Id"] for i in docker_client.api.images()}
     env = make_env(AIRDOCK_STATE_DIR=str(tmp_path))
-    for args, message in [
+    cases = [
         (["--max-image-bytes", "lots"], "invalid size 'lots'"),
         (["--min-age", "ten minutes"], "invalid duration 'ten minutes'"),
         (["--high", "150"], "invalid --high '150'"),
         (["--high", "70", "--low", "80"], "--low 80 is above --high 70"),
-    ]:
-        result = airdock("gc", *args, env=env, check=False)
+    ]
+    results = side_by_side(
+        *(lambda args=args: airdock("gc", *args, env=env, check=False) for args, _ in cases)
+    )
+    for (args, message), result in zip(cases, results, strict=True):
         assert result.returncode == 1, args
         assert result.stderr.strip().startswith(f"airdock: error: {message}"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -463,12 +575,13 @@ def test_the_cli_resolves_the_store_like_the_operators(tmp_path: Path) -> None:
 
     configured = tmp_path / "configured"
     xdg = tmp_path / "xdg"
-    assert store_of(
-        AIRDOCK_STATE_DIR=str(tmp_path / "env"), AIRFLOW__AIRDOCK__STATE_DIR=str(configured)
-    ) == str(tmp_path / "env" / "usage.sqlite")
-    assert store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR=str(configured)) == str(
-        configured / "usage.sqlite"
+    from_env, from_config, from_xdg = side_by_side(  # three independent command lines at once
+        lambda: store_of(
+            AIRDOCK_STATE_DIR=str(tmp_path / "env"), AIRFLOW__AIRDOCK__STATE_DIR=str(configured)
+        ),
+        lambda: store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR=str(configured)),
+        lambda: store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR="", XDG_STATE_HOME=str(xdg)),
     )
-    assert store_of(AIRDOCK_STATE_DIR="", AIRFLOW__AIRDOCK__STATE_DIR="", XDG_STATE_HOME=str(xdg)) == str(
-        xdg / "airdock" / "usage.sqlite"
-    )
+    assert from_env == str(tmp_path / "env" / "usage.sqlite")
+    assert from_config == str(configured / "usage.sqlite")
+    assert from_xdg == str(xdg / "airdock" / "usage.sqlite")
