@@ -9,14 +9,16 @@ import re
 import shutil
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import StackHandle
-from tests.e2e.conftest import run_dag, write_dag
+from tests.e2e.conftest import DagRun, run_dag, write_dag
 from tests.integration.test_docker_flow import push
 
 pytestmark = pytest.mark.e2e
@@ -82,13 +84,18 @@ def _results(home: Path) -> tuple[dict[str, str], dict[str, Any]]:
     return states, xcoms
 
 
-def test_dags_test_runs_deferred_tasks_with_the_results_of_blocking_ones_on_both_targets(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_template: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def defer_image(stack: StackHandle, docker_client: Any, base_image: str) -> str:
     stack.ensure_repository("e2e/defer")
     ref = f"{stack.settings.registry_host}/e2e/defer:v1"
     docker_client.images.get(base_image).tag(ref)
     push(docker_client, ref, stack.auth_config())
+    return ref
+
+
+def test_dags_test_runs_deferred_tasks_with_the_results_of_blocking_ones_on_both_targets(
+    stack: StackHandle, docker_client: Any, defer_image: str, airflow_template: Path, tmp_path: Path
+) -> None:
     dags = tmp_path / "dags"
     write_dag(dags, "defer", DEFER_DAG)
 
@@ -137,6 +144,7 @@ def test_dags_test_runs_deferred_tasks_with_the_results_of_blocking_ones_on_both
     assert leftover == [], [c.name for c in leftover]
 
 
+REATTACH_DAG_ID = "airdock_e2e_defer_reattach"
 REATTACH_DAG = """
     import os
     import time
@@ -167,37 +175,37 @@ REATTACH_DAG = """
 """
 
 
-def test_a_deferrable_task_reattaches_to_the_running_job_of_an_earlier_try_and_defers_to_it(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_template: Path, tmp_path: Path
-) -> None:
-    """The jobs an earlier try left running (started here by the test, with that try's identity:
-    labels on docker, ``startedBy`` on ECS) are found, deferred to and followed to their end; no
-    second container or ECS task starts (the DAG's own command, ``false``, never runs)."""
+@dataclass
+class ReattachRun:
+    result: DagRun
+    container_id: str
+    calls_before: int
+    started: int
+
+
+def _reattach_scenario(
+    stack: StackHandle, docker_client: Any, ref: str, airflow_template: Path, root: Path
+) -> ReattachRun:
     from airdock.hygiene import model
     from airdock.targets.spec import ContainerSpec, TaskIdentity
     from tests.integration.test_ecs_target import Runner
 
-    stack.ensure_repository("e2e/defer")
-    ref = f"{stack.settings.registry_host}/e2e/defer:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
     script = "i=1; while [ $i -le 20 ]; do echo line-$i; i=$((i+1)); done"
-    dag_id = "airdock_e2e_defer_reattach"
-    handoff = tmp_path / "handoff"
+    handoff = root / "handoff"
     handoff.mkdir()
-    dags = tmp_path / "dags"
+    dags = root / "dags"
     write_dag(dags, "defer_reattach", REATTACH_DAG)
-    home = tmp_path / "home"
+    home = root / "home"
     home.mkdir()
     shutil.copy2(airflow_template / "airflow.db", home / "airflow.db")
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(
-            run_dag, home, dags, dag_id, stack, tmp_path / "cache",
+            run_dag, home, dags, REATTACH_DAG_ID, stack, root / "cache",
             AIRFLOW__AIRDOCK__ECS_SUBNETS="subnet-0test",
             AIRFLOW__AIRDOCK__ECS_EXECUTION_ROLE_ARN=ROLE,
             AIRDOCK_E2E_HANDOFF=str(handoff),
         )  # fmt: skip
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while not (handoff / "run_id").exists():
             assert time.monotonic() < deadline and not running.done(), "the DAG run did not start"
             time.sleep(0.2)
@@ -205,38 +213,58 @@ def test_a_deferrable_task_reattaches_to_the_running_job_of_an_earlier_try_and_d
         started = int(time.time())
         container = docker_client.containers.run(
             ref,
-            ["sh", "-c", "sleep 12; " + script],  # still running when `job` runs, after `job_ecs`
+            ["sh", "-c", "sleep 16; " + script],  # still running when `job` runs, after `job_ecs`
             detach=True,
             labels={
                 model.MANAGED_LABEL: "true",
-                model.LABEL_DAG_ID: dag_id,
+                model.LABEL_DAG_ID: REATTACH_DAG_ID,
                 model.LABEL_TASK_ID: "job",
                 model.LABEL_RUN_ID: run_id,
                 model.LABEL_MAP_INDEX: "-1",
                 model.LABEL_TRY_NUMBER: "1",
             },
         )
-        runner = Runner(stack, tmp_path / "locks")
-        spec = ContainerSpec(image=ref, command=("sh", "-c", "sleep 3; " + script))
-        runner.start(spec, TaskIdentity(dag_id, "job_ecs", run_id))
+        runner = Runner(stack, root / "locks")
+        spec = ContainerSpec(image=ref, command=("sh", "-c", "sleep 6; " + script))
+        runner.start(spec, TaskIdentity(REATTACH_DAG_ID, "job_ecs", run_id))
         before = stack.status()["ecs"]["run_task_calls"]
         (handoff / "started").touch()
-        result = running.result(timeout=300)
-    output = result.output
-    assert result.state == "success", output[-4000:]
-    assert f"container {container.id[:12]} (reattached to a container an earlier try started)" in output
+        return ReattachRun(running.result(timeout=300), container.id, before, started)
+
+
+@pytest.fixture(scope="module")
+def reattach_run(
+    stack: StackHandle,
+    docker_client: Any,
+    defer_image: str,
+    airflow_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Future[ReattachRun]]:
+    root = tmp_path_factory.mktemp("defer-reattach")
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(_reattach_scenario, stack, docker_client, defer_image, airflow_template, root)
+
+
+def test_a_deferrable_task_reattaches_to_the_running_job_of_an_earlier_try_and_defers_to_it(
+    stack: StackHandle, docker_client: Any, reattach_run: Future[ReattachRun]
+) -> None:
+    """The jobs an earlier try left running (started here by the test, with that try's identity:
+    labels on docker, ``startedBy`` on ECS) are found, deferred to and followed to their end; no
+    second container or ECS task starts (the DAG's own command, ``false``, never runs)."""
+    run = reattach_run.result(timeout=400)
+    output = run.result.output
+    assert run.result.state == "success", output[-4000:]
+    assert f"container {run.container_id[:12]} (reattached to a container an earlier try started)" in output
     assert "reattaching to ECS task" in output and "still running" in output
     assert output.count("deferring:") == 2 and output.count("resumed after") == 2
     forwarded = [int(n) for n in re.findall(r"\bline-(\d+)\b", output)]
     assert forwarded == list(range(1, 21)) * 2, forwarded
     created = list(
         docker_client.api.events(
-            since=started, until=int(time.time()) + 1, decode=True,
-            filters={"type": "container", "event": "create", "label": f"airdock.dag_id={dag_id}"},
+            since=run.started, until=int(time.time()) + 1, decode=True,
+            filters={"type": "container", "event": "create", "label": f"airdock.dag_id={REATTACH_DAG_ID}"},
         )
     )  # fmt: skip
     assert len(created) == 1, "only the earlier try's container"
-    assert stack.status()["ecs"]["run_task_calls"] == before, "no second ECS task"
-    assert docker_client.containers.list(all=True, filters={"id": container.id}) == [], (
-        "removed (remove=always)"
-    )
+    assert stack.status()["ecs"]["run_task_calls"] == run.calls_before, "no second ECS task"
+    assert docker_client.containers.list(all=True, filters={"id": run.container_id}) == [], "removed"

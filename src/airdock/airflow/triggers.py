@@ -47,7 +47,7 @@ from airdock.targets.ecs.target import FIRST_POLL_S, EcsHandle, describe_task, l
 
 __all__ = ["DockerContainerTrigger", "EcsTaskTrigger"]
 
-CHECKPOINT_EVERY_S = 0.5
+CHECKPOINT_EVERY_S = 2.0  # and on cancellation; a SIGKILLed triggerer repeats at most this much
 YIELD_EVERY = 200
 ENGINE_RETRY_S = 60.0
 
