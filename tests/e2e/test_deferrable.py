@@ -213,7 +213,7 @@ def _reattach_scenario(
         started = int(time.time())
         container = docker_client.containers.run(
             ref,
-            ["sh", "-c", "sleep 16; " + script],  # still running when `job` runs, after `job_ecs`
+            ["sh", "-c", "sleep 30; " + script],  # still running when `job` runs, after `job_ecs`
             detach=True,
             labels={
                 model.MANAGED_LABEL: "true",
@@ -225,7 +225,7 @@ def _reattach_scenario(
             },
         )
         runner = Runner(stack, root / "locks")
-        spec = ContainerSpec(image=ref, command=("sh", "-c", "sleep 6; " + script))
+        spec = ContainerSpec(image=ref, command=("sh", "-c", "sleep 15; " + script))
         runner.start(spec, TaskIdentity(REATTACH_DAG_ID, "job_ecs", run_id))
         before = stack.status()["ecs"]["run_task_calls"]
         (handoff / "started").touch()

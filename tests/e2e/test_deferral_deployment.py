@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 TASKS = 5  # per target and mode
-SECONDS = 20  # each container's run: longer than starting all the tasks takes
+SECONDS = 16  # each container's run: longer than starting all the tasks takes
 PARALLELISM = 4
 RESTART_LINES = 60  # one every 0.2 s
 
@@ -325,6 +325,8 @@ def test_marking_a_deferred_task_failed_stops_its_container_and_its_ecs_task(
     runs = {target: cluster.trigger(f"airdock_e2e_killed_{target}") for target in ("docker", "ecs")}
     dag_ids = [f"airdock_e2e_killed_{target}" for target in runs]
     _wait(lambda: cluster.states(dag_ids).get("deferred", 0) == 2, 120, "both tasks deferred")
+    # on_kill runs in the triggerer that runs the trigger: wait until one does.
+    _wait(lambda: all("long-job" in cluster.task_log(d, "long") for d in dag_ids), 120, "both followed")
     labels = ["airdock.dag_id=airdock_e2e_killed_docker", f"airdock.run_id={runs['docker']}"]
     assert docker_client.containers.list(filters={"label": labels}), "the container runs"
     token = cluster.deployment.token()

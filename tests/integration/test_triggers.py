@@ -161,16 +161,8 @@ def test_fifty_docker_and_fifty_ecs_triggers_share_a_loop_without_stalling_it(
         for n, trigger in enumerate(docker_triggers):
             trigger.checkpoint_key = f"lag-docker-{n}"
         ecs_triggers = [
-            EcsTaskTrigger(
-                task_arn=h.task_arn,
-                cluster=h.cluster,
-                log_group=h.log_group,
-                log_stream=h.log_stream,
-                image=h.image,
-                region_name=stack.settings.region,
-                checkpoint_key=f"lag-ecs-{n}",
-            )
-            for n, h in ((n, handles[n % jobs]) for n in range(count))
+            EcsTaskTrigger.for_handle(handles[n % jobs], stack.settings.region, f"lag-ecs-{n}")
+            for n in range(count)
         ]
         recorders = [_recorded(t) for t in (*docker_triggers, *ecs_triggers)]
         # A triggerer process pays once for imports and boto3's service models (parsed while holding
@@ -256,15 +248,8 @@ def test_an_ecs_trigger_re_created_mid_stream_continues_after_the_last_line(
     )
 
     def make() -> EcsTaskTrigger:
-        return EcsTaskTrigger(
-            task_arn=handle.task_arn,
-            cluster=handle.cluster,
-            log_group=handle.log_group,
-            log_stream=handle.log_stream,
-            image=handle.image,
-            region_name=stack.settings.region,
-            checkpoint_key=f"restart-{handle.task_id}",
-            poll_seconds=0.5,
+        return EcsTaskTrigger.for_handle(
+            handle, stack.settings.region, f"restart-{handle.task_id}", poll_seconds=0.5
         )
 
     first = make()

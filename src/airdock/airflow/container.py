@@ -474,14 +474,10 @@ class ContainerOperator(EcrDockerOperator):
     def _defer_ecs(self, handle: Any, identity: TaskIdentity, region: str, poll_seconds: float) -> None:
         from airdock.airflow.triggers import EcsTaskTrigger
 
-        trigger = EcsTaskTrigger(
-            task_arn=handle.task_arn,
-            cluster=handle.cluster,
-            log_group=handle.log_group,
-            log_stream=handle.log_stream,
-            image=handle.image,
-            region_name=region,
-            checkpoint_key=f"{identity.client_token()}-{handle.task_id}",
+        trigger = EcsTaskTrigger.for_handle(
+            handle,
+            region,
+            f"{identity.client_token()}-{handle.task_id}",
             aws_conn_id=self.aws_conn_id,
             secret_refs=[
                 str(ref) for ref in self.secret_environment.values() if not str(ref).startswith("arn:")

@@ -378,6 +378,22 @@ class EcsTaskTrigger(_FollowingTrigger):
         self.secret_refs = list(secret_refs)
         self.poll_seconds = poll_seconds
 
+    @classmethod
+    def for_handle(
+        cls, handle: EcsHandle, region_name: str, checkpoint_key: str, **more: Any
+    ) -> EcsTaskTrigger:
+        """The trigger following the task ``handle`` names (``more``: the other arguments)."""
+        return cls(
+            task_arn=handle.task_arn,
+            cluster=handle.cluster,
+            log_group=handle.log_group,
+            log_stream=handle.log_stream,
+            image=handle.image,
+            region_name=region_name,
+            checkpoint_key=checkpoint_key,
+            **more,
+        )
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
