@@ -168,8 +168,8 @@ REATTACH_DAG = """
 
 
     with DAG("airdock_e2e_defer_reattach", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        ecs = ContainerOperator(task_id="job_ecs", image=IMAGE, run_on="ecs", deferrable=True, command="false")
-        docker = ContainerOperator(task_id="job", image=IMAGE, run_on="docker", deferrable=True, command="false")
+        ecs = ContainerOperator(task_id="job_ecs", image=IMAGE, run_on="ecs", deferrable=True, command="x")
+        docker = ContainerOperator(task_id="job", image=IMAGE, run_on="docker", deferrable=True, command="x")
         # In this order, each job still runs when its task starts (ECS: 15 s, docker: 30 s).
         earlier_try() >> ecs >> docker
 """
@@ -250,7 +250,7 @@ def test_a_deferrable_task_reattaches_to_the_running_job_of_an_earlier_try_and_d
 ) -> None:
     """The jobs an earlier try left running (started here by the test, with that try's identity:
     labels on docker, ``startedBy`` on ECS) are found, deferred to and followed to their end; no
-    second container or ECS task starts (the DAG's own command, ``false``, never runs)."""
+    second container or ECS task starts (the DAG's own command, ``x``, would not even start)."""
     run = reattach_run.result(timeout=400)
     output = run.result.output
     assert run.result.state == "success", output[-4000:]
