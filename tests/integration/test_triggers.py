@@ -85,11 +85,7 @@ def trigger_env(stack: StackHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPa
             }
         ),
     )
-    import airdock.airflow.triggers as triggers
-
-    triggers._clients.clear()
-    yield tmp_path / "state"
-    triggers._clients.clear()
+    yield tmp_path / "state"  # boto3 clients are cached per connection *as it reads*: no clearing
 
 
 def _engine_url(docker_client: Any) -> str:

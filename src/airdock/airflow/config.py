@@ -17,11 +17,20 @@ def option(key: str) -> str | None:
 def cli_option(key: str) -> str | None:
     """``option(key)`` for the ``airdock`` CLI: None where Airflow is not installed.
 
+    Importing Airflow takes seconds, so the CLI reads what it can settle alone: the environment
+    variable ``AIRFLOW__AIRDOCK__<KEY>`` (which wins over every other source in Airflow too), or
+    the option set nowhere (no ``_CMD``/``_SECRET`` variable, and no ``[airdock]`` line for it in
+    Airflow's config file) — which reads as None, and the CLI applies the option's default itself.
+    Anything else is read by Airflow.
+
     Importing Airflow installs its logging on the root logger (to stdout); the CLI's stdout is its
     output (tables, JSON), so the root logger is put back as it was.
     """
     import logging
 
+    settled, value = _settled_without_airflow(key)
+    if settled:
+        return value
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
@@ -31,3 +40,26 @@ def cli_option(key: str) -> str | None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def _settled_without_airflow(key: str) -> tuple[bool, str | None]:
+    import configparser
+    import os
+    from pathlib import Path
+
+    name = f"AIRFLOW__AIRDOCK__{key.upper()}"
+    if name in os.environ:
+        return True, os.environ[name] or None
+    if f"{name}_CMD" in os.environ or f"{name}_SECRET" in os.environ:
+        return False, None
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
+    path = Path(os.environ.get("AIRFLOW_CONFIG") or home / "airflow.cfg").expanduser()
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error):
+        return False, None
+    if not parser.has_section("airdock"):
+        return True, None
+    named = {option.lower() for option in parser.options("airdock")}
+    return not named & {key, f"{key}_cmd", f"{key}_secret"}, None

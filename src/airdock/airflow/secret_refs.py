@@ -4,7 +4,9 @@ it is needed and masked there."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from typing import Any
 
 from airdock.errors import ConfigError
@@ -57,8 +59,45 @@ def _aws_secret(arn: str, aws_conn_id: str | None) -> str:
         raise ConfigError(f"could not read {arn}: {exc}") from None
 
 
+_clients_lock = threading.Lock()
+_sessions: dict[tuple[str | None, str | None, str], Any] = {}
+_clients: dict[tuple[str, str | None, str | None, str], Any] = {}
+
+
 def aws_client(service: str, region: str | None, aws_conn_id: str | None) -> Any:
-    """A boto3 client for ``service`` with the credentials of the Airflow AWS connection."""
+    """A boto3 client for ``service`` with the credentials of the Airflow AWS connection.
+
+    One boto3 session per (connection as it reads now, region) and one client per service in a
+    process: a task that starts an ECS task asks for three clients and pays for one session, a
+    triggerer's ECS triggers share theirs (boto3 sessions' clients are thread-safe). A connection
+    edited since reads differently, so it gets a new session."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region).get_conn()
+    hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region)
+    fingerprint = _fingerprint(hook)
+    key = (service, region, aws_conn_id, fingerprint)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            return client
+        session = _sessions.get((region, aws_conn_id, fingerprint))
+        if session is None:
+            session = _sessions[(region, aws_conn_id, fingerprint)] = hook.get_session(region_name=region)
+        client = _clients[key] = session.client(
+            service_name=service,
+            endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=service),
+            config=hook.config,
+            verify=hook.verify,
+        )
+        return client
+
+
+def _fingerprint(hook: Any) -> str:
+    """A digest of what the hook's session is made from (never the secret itself)."""
+    if not hook.aws_conn_id:
+        return "-"
+    try:
+        conn = hook.get_connection(hook.aws_conn_id)
+    except Exception:  # a missing connection: the hook itself says so when the session is made
+        return "?"
+    return hashlib.sha256(conn.get_uri().encode()).hexdigest()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -109,21 +108,6 @@ async def _shared_engine(url: str, tls: dict[str, Any] | None) -> AsyncEngine:
         made = await _offload(AsyncEngine, url, TlsFiles(**tls) if tls else None)
         engine = engines.setdefault(key, made)
     return engine
-
-
-_clients_lock = threading.Lock()
-_clients: dict[tuple[str, str | None, str | None], Any] = {}
-
-
-def _shared_client(service: str, region: str | None, aws_conn_id: str | None) -> Any:
-    """One boto3 client per (service, region, connection) in a triggerer process: 40 ECS triggers
-    share two clients instead of making 80 (boto3 clients are thread-safe)."""
-    key = (service, region, aws_conn_id)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = aws_client(service, region, aws_conn_id)
-        return client
 
 
 class _FollowingTrigger(BaseTrigger):  # type: ignore[misc]  # airflow-core is untyped here
@@ -417,8 +401,8 @@ class EcsTaskTrigger(_FollowingTrigger):
 
     def _clients(self) -> tuple[Any, Any]:
         return (
-            _shared_client("ecs", self.region_name, self.aws_conn_id),
-            _shared_client("logs", self.region_name, self.aws_conn_id),
+            aws_client("ecs", self.region_name, self.aws_conn_id),
+            aws_client("logs", self.region_name, self.aws_conn_id),
         )
 
     def _event(self, status: str, **more: Any) -> TriggerEvent:
