@@ -71,7 +71,7 @@ def _recorded(trigger: Any) -> Lines:
 
 
 @pytest.fixture
-def trigger_env(stack: StackHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def trigger_env(stack: StackHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """What a triggerer's environment gives the triggers: a state directory, an AWS connection."""
     monkeypatch.setenv("AIRDOCK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv(
@@ -85,7 +85,7 @@ def trigger_env(stack: StackHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPa
             }
         ),
     )
-    yield tmp_path / "state"  # boto3 clients are cached per connection *as it reads*: no clearing
+    return tmp_path / "state"  # boto3 clients are cached per connection *as it reads*: no clearing
 
 
 def _engine_url(docker_client: Any) -> str:
