@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from airdock.airflow.triggers import DockerContainerTrigger, EcsTaskTrigger
+from airdock.airflow.triggers import DESCRIBE_ROUND_S, DockerContainerTrigger, EcsTaskTrigger
 from airdock.local import settings as local_settings
 from airdock.targets.spec import ContainerSpec, TaskIdentity
 from tests.conftest import StackHandle
@@ -183,11 +183,18 @@ def test_fifty_docker_and_fifty_ecs_triggers_share_a_loop_without_stalling_it(
         priority = os.getpriority(os.PRIO_PROCESS, 0)
         os.setpriority(os.PRIO_PROCESS, 0, -10)
         gc.freeze()
+        described = stack.status()["counters"].get("DescribeTasks", 0)
+        began = time.monotonic()
         try:
             events, starting, lag = asyncio.run(_with_lag_probe(everything(), settle_s=STARTUP_S))
         finally:
             gc.unfreeze()
             os.setpriority(os.PRIO_PROCESS, 0, priority)
+        took = time.monotonic() - began
+        described = stack.status()["counters"].get("DescribeTasks", 0) - described
+        # The ECS triggers' polls share DescribeTasks calls: one per round (a second apart) for all
+        # 49, where one call per trigger per poll would be hundreds.
+        assert 0 < described <= took / DESCRIBE_ROUND_S + 2, (described, took)
         print(f"\nfirst 2 triggers (cold process): worst lag {cold_lag * 1000:.1f} ms; the next "
               f"{len(events)} starting together: {starting * 1000:.1f} ms, then following: "
               f"{lag * 1000:.1f} ms")  # fmt: skip

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airdock.airflow.config import option
 from airdock.airflow.operators import CONTAINER_STARTED, IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
-from airdock.airflow.secret_refs import SECRET_REF, aws_client, secret_value
+from airdock.airflow.secret_refs import SECRET_REF, LazyClient, aws_client, secret_value
 from airdock.engine.client import engine_address
 from airdock.engine.logs import KeepPolicy
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError
@@ -405,7 +405,7 @@ class ContainerOperator(EcrDockerOperator):
                 f"no AWS region for ECS: set region_name on the connection '{self.aws_conn_id}' or the task"
             )
         settings = self._ecs_settings(region)
-        target = EcsTarget(ecs, self._aws_client("logs", region), settings, log=self.log)
+        target = EcsTarget(ecs, LazyClient("logs", region, self.aws_conn_id), settings, log=self.log)
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
         # Resolved (and masked) before anything is followed: a reattached task prints them too.
         secret_values, secret_arns = self._resolve_secrets(arns_too=False)

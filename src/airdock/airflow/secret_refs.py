@@ -92,6 +92,20 @@ def aws_client(service: str, region: str | None, aws_conn_id: str | None) -> Any
         return client
 
 
+class LazyClient:
+    """``aws_client(...)`` made on first use: a deferred ECS start never reads CloudWatch Logs, and
+    making a client (its service model parsed) is CPU a busy worker feels."""
+
+    def __init__(self, service: str, region: str | None, aws_conn_id: str | None) -> None:
+        self._args = (service, region, aws_conn_id)
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = aws_client(*self._args)
+        return getattr(self._client, name)
+
+
 def _fingerprint(hook: Any) -> str:
     """A digest of what the hook's session is made from (never the secret itself)."""
     if not hook.aws_conn_id:

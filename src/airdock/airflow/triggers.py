@@ -36,11 +36,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airdock.airflow.config import option
 from airdock.airflow.secret_refs import aws_client, secret_value
 from airdock.engine.logs import KeepPolicy, LogLines
-from airdock.errors import AirdockError
 from airdock.hygiene.state import resolve_state_dir
 from airdock.targets.checkpoint import LogCheckpoints
 from airdock.targets.docker_async import AsyncEngine, EngineUnreachable, LogPosition, Resume, TlsFiles
-from airdock.targets.ecs.target import FIRST_POLL_S, EcsHandle, describe_task, log_page
+from airdock.targets.ecs.target import FIRST_POLL_S, EcsHandle, log_page, unknown_task
 
 # Everything above is imported with the module, never on the triggerer's loop.
 
@@ -48,6 +47,7 @@ __all__ = ["DockerContainerTrigger", "EcsTaskTrigger"]
 
 CHECKPOINT_EVERY_S = 2.0  # and on cancellation; a SIGKILLed triggerer repeats at most this much
 YIELD_EVERY = 200
+NOT_STARTED = ("PROVISIONING", "PENDING", "ACTIVATING")  # ECS task states before its containers run
 ENGINE_RETRY_S = 60.0
 
 
@@ -108,6 +108,82 @@ async def _shared_engine(url: str, tls: dict[str, Any] | None) -> AsyncEngine:
         made = await _offload(AsyncEngine, url, TlsFiles(**tls) if tls else None)
         engine = engines.setdefault(key, made)
     return engine
+
+
+DESCRIBE_ROUND_S = 1.0  # the least time between two DescribeTasks calls of one board
+DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
+
+
+class _TaskBoard:
+    """DescribeTasks for all the ECS triggers of a triggerer's loop that follow tasks of one
+    cluster (with one client: region and connection): each trigger asks when it polls, and one
+    call answers everyone who asked since the last, at most one call per ``DESCRIBE_ROUND_S``.
+    40 triggers polling every 2 s make one call a second instead of 20 — ECS's DescribeTasks rate
+    limit is about 20 a second per account, shared with everything else that calls it."""
+
+    def __init__(self, ecs: Any, cluster: str) -> None:
+        self._ecs = ecs
+        self._cluster = cluster
+        self._asking: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
+        self._rounds: asyncio.Task[None] | None = None
+        self._last = 0.0
+
+    async def describe(self, task_arn: str) -> dict[str, Any] | None:
+        """The task as DescribeTasks shows it in the next round; None when ECS does not know it."""
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._asking.setdefault(task_arn, []).append(future)
+        if self._rounds is None or self._rounds.done():
+            self._rounds = asyncio.ensure_future(self._serve())
+        return await future
+
+    async def _serve(self) -> None:
+        while self._asking:
+            await asyncio.sleep(max(0.0, self._last + DESCRIBE_ROUND_S - time.monotonic()))
+            self._last = time.monotonic()
+            asking, self._asking = self._asking, {}
+            arns = list(asking)
+            for start in range(0, len(arns), DESCRIBE_BATCH):
+                chunk = arns[start : start + DESCRIBE_BATCH]
+                try:
+                    response = await _offload(self._ecs.describe_tasks, cluster=self._cluster, tasks=chunk)
+                except Exception as exc:  # every trigger of the chunk sees the error as its own call would
+                    _settle(asking, chunk, {}, exc)
+                    continue
+                found = {_task_id(t.get("taskArn", "")): dict(t) for t in response.get("tasks") or []}
+                _settle(asking, chunk, found, None)
+
+
+def _settle(
+    asking: dict[str, list[asyncio.Future[dict[str, Any] | None]]],
+    arns: Sequence[str],
+    found: dict[str, dict[str, Any]],
+    error: BaseException | None,
+) -> None:
+    for arn in arns:
+        for future in asking[arn]:
+            if future.done():  # its trigger was cancelled meanwhile
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(found.get(_task_id(arn)))
+
+
+def _task_id(arn: str) -> str:
+    return str(arn).rsplit("/", 1)[-1]
+
+
+_boards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, str], _TaskBoard]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _board(ecs: Any, cluster: str) -> _TaskBoard:
+    boards = _boards.setdefault(asyncio.get_running_loop(), {})
+    key = (id(ecs), cluster)
+    if key not in boards:
+        boards[key] = _TaskBoard(ecs, cluster)
+    return boards[key]
 
 
 class _FollowingTrigger(BaseTrigger):  # type: ignore[misc]  # airflow-core is untyped here
@@ -425,6 +501,7 @@ class EcsTaskTrigger(_FollowingTrigger):
         handle = self._handle()
         try:
             ecs, logs = await _offload(self._clients)
+            board = _board(ecs, handle.cluster)
             await self._mask_secrets()
             saved = await self._load()
             token: str | None = (saved or {}).get("token")
@@ -435,13 +512,13 @@ class EcsTaskTrigger(_FollowingTrigger):
             )
             delay = FIRST_POLL_S
             while True:
-                try:
-                    task = await _offload(describe_task, ecs, handle)
-                except AirdockError as exc:
-                    yield self._event("gone", reason=str(exc))
+                task = await board.describe(handle.task_arn)
+                if task is None:
+                    yield self._event("gone", reason=str(unknown_task(handle)))
                     return
                 stopped = task.get("lastStatus") == "STOPPED"
-                token = await self._forward(logs, handle, token)
+                if stopped or task.get("lastStatus") not in NOT_STARTED:  # no stream before it runs
+                    token = await self._forward(logs, handle, token)
                 if stopped:
                     token = await self._forward(logs, handle, token)  # what arrived meanwhile
                     self._lines.close()

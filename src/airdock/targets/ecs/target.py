@@ -252,11 +252,16 @@ def describe_task(ecs: Any, handle: EcsHandle) -> dict[str, Any]:
     response = ecs.describe_tasks(cluster=handle.cluster, tasks=[handle.task_arn])
     tasks = response.get("tasks") or []
     if not tasks:
-        raise AirdockError(
-            f"ECS task {handle.task_id} is no longer known to cluster {handle.cluster} "
-            "(ECS forgets stopped tasks after about an hour)"
-        )
+        raise unknown_task(handle)
     return dict(tasks[0])
+
+
+def unknown_task(handle: EcsHandle) -> AirdockError:
+    """The error of a task DescribeTasks no longer knows."""
+    return AirdockError(
+        f"ECS task {handle.task_id} is no longer known to cluster {handle.cluster} "
+        "(ECS forgets stopped tasks after about an hour)"
+    )
 
 
 def log_page(logs: Any, handle: EcsHandle, token: str | None) -> tuple[list[str], str | None, bool]:

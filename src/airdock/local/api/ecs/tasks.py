@@ -226,6 +226,7 @@ def run_task(backend: EcsBackend, params: Params) -> JsonObject:
 
 def describe_tasks(backend: EcsBackend, params: Params) -> JsonObject:
     cluster = active_cluster(backend, params.string("cluster"))
+    backend.count("DescribeTasks")
     references = params.strings("tasks", min_len=1, max_len=100)
     if not references:
         raise invalid_parameter("Tasks cannot be empty.")
