@@ -147,3 +147,71 @@ def test_trigger_kwargs_round_trip_through_json_and_hold_no_secret() -> None:
         assert again.serialize() == (classpath, kwargs)
         assert "password" not in json.dumps(kwargs).lower()
         assert all(ref.startswith(("var:", "conn:")) for ref in kwargs["secret_refs"])
+
+
+class _Ecs:
+    """A stand-in for boto3's ECS client (DescribeTasks only): the board's batching is pure logic,
+    the real local ECS serves it in tests/integration/test_triggers.py."""
+
+    def __init__(self, known: set[str], error: Exception | None = None) -> None:
+        self.known = known
+        self.error = error
+        self.calls: list[list[str]] = []
+
+    def describe_tasks(self, cluster: str, tasks: list[str]) -> dict[str, object]:
+        self.calls.append(list(tasks))
+        if self.error is not None:
+            raise self.error
+        found = [{"taskArn": arn, "lastStatus": "RUNNING"} for arn in tasks if arn in self.known]
+        return {"tasks": found, "failures": []}
+
+
+def test_the_ecs_triggers_board_answers_everyone_who_asked_with_one_call_per_hundred_tasks() -> None:
+    import asyncio
+
+    from airdock.airflow.triggers import _TaskBoard
+
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/default/{n:032x}" for n in range(150)]
+    ecs = _Ecs(set(arns[:-1]))  # the last one ECS does not know
+
+    async def ask_all() -> list[object]:
+        board = _TaskBoard(ecs, "default")
+        return list(await asyncio.gather(*(board.describe(arn) for arn in arns), board.describe(arns[0])))
+
+    answers = asyncio.run(ask_all())
+    assert [len(call) for call in ecs.calls] == [100, 50]  # 151 questions, 150 tasks, two calls
+    assert [a["taskArn"] for a in answers[:149]] == arns[:149]  # type: ignore[index]
+    assert answers[149] is None and answers[150]["taskArn"] == arns[0]  # type: ignore[index]
+
+    failing = _Ecs(set(arns), error=RuntimeError("ThrottlingException"))
+
+    async def ask_failing() -> list[object]:
+        board = _TaskBoard(failing, "default")
+        return list(await asyncio.gather(*(board.describe(arn) for arn in arns[:3]), return_exceptions=True))
+
+    assert [str(e) for e in asyncio.run(ask_failing())] == ["ThrottlingException"] * 3
+    assert len(failing.calls) == 1
+
+
+def test_a_lazy_aws_client_is_made_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from airdock.airflow import secret_refs
+
+    made: list[tuple[object, ...]] = []
+
+    class Client:
+        def get_log_events(self) -> str:
+            return "events"
+
+    def fake(*args: object) -> Client:
+        made.append(args)
+        return Client()
+
+    monkeypatch.setattr(secret_refs, "aws_client", fake)
+    lazy = secret_refs.LazyClient("logs", "us-east-1", "aws_default")
+    copy.copy(lazy)
+    assert made == []
+    assert lazy.get_log_events() == "events"
+    assert lazy.get_log_events() == "events"
+    assert made == [("logs", "us-east-1", "aws_default")]

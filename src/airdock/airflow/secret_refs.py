@@ -101,6 +101,8 @@ class LazyClient:
         self._client: Any = None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_args" not in self.__dict__:  # copy, pickle: no client for them
+            raise AttributeError(name)
         if self._client is None:
             self._client = aws_client(*self._args)
         return getattr(self._client, name)

@@ -47,7 +47,7 @@ __all__ = ["DockerContainerTrigger", "EcsTaskTrigger"]
 
 CHECKPOINT_EVERY_S = 2.0  # and on cancellation; a SIGKILLed triggerer repeats at most this much
 YIELD_EVERY = 200
-NOT_STARTED = ("PROVISIONING", "PENDING", "ACTIVATING")  # ECS task states before its containers run
+NOT_STARTED = ("PROVISIONING", "PENDING")  # ECS task states before its containers run (no log stream)
 ENGINE_RETRY_S = 60.0
 
 
