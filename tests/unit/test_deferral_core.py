@@ -215,3 +215,27 @@ def test_a_lazy_aws_client_is_made_on_first_use_only(monkeypatch: pytest.MonkeyP
     assert lazy.get_log_events() == "events"
     assert lazy.get_log_events() == "events"
     assert made == [("logs", "us-east-1", "aws_default")]
+
+
+def test_a_forked_child_makes_its_own_aws_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients are cached per process: a child forked after the parent made one (the benchmarks'
+    fan-out, any forking executor) must not share its connection pool."""
+    from airdock.airflow.secret_refs import aws_client
+
+    extra = {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:9"}
+    connection = {"conn_type": "aws", "login": "AKIDFORKTEST", "password": "not-a-secret", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_AIRDOCK_FORK_TEST", json.dumps(connection))
+    parent = aws_client("ecs", "us-east-1", "airdock_fork_test")
+    assert aws_client("ecs", "us-east-1", "airdock_fork_test") is parent  # cached in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without pytest's teardown
+        try:
+            child = aws_client("ecs", "us-east-1", "airdock_fork_test")
+            os.write(write, b"own" if child is not parent else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"own"
+    os.close(read)

@@ -5,6 +5,7 @@ it is needed and masked there."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 from typing import Any
@@ -62,6 +63,18 @@ def _aws_secret(arn: str, aws_conn_id: str | None) -> str:
 _clients_lock = threading.Lock()
 _sessions: dict[tuple[str | None, str | None, str], Any] = {}
 _clients: dict[tuple[str, str | None, str | None, str], Any] = {}
+
+
+def _forget_after_fork() -> None:
+    """A forked child makes its own clients: sharing the parent's connection pools (the same
+    sockets) between two processes mixes up their responses."""
+    global _clients_lock
+    _clients_lock = threading.Lock()  # another thread may have held it at the fork
+    _sessions.clear()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def aws_client(service: str, region: str | None, aws_conn_id: str | None) -> Any:
