@@ -352,10 +352,12 @@ class DockerContainerTrigger(_FollowingTrigger):
     ) -> LogPosition | None:
         """Forward records until the container no longer runs; None when the engine stayed away
         ``ENGINE_RETRY_S``. A log stream that ends while the container still runs (an engine
-        restarting with live-restore) is opened again after the position reached."""
+        restarting with live-restore) is opened again after the position reached, and once more
+        after the container stopped (to read what an early-ended stream left)."""
         feed = self._lines.feed
         lost_at: float | None = None
         delay = 0.5
+        ended = False
         while True:
             resume = Resume(position)
             try:
@@ -370,8 +372,12 @@ class DockerContainerTrigger(_FollowingTrigger):
                             await asyncio.sleep(0)
                     await self._save({"timestamp_ns": position.timestamp_ns, "count": position.count})
                 info = await engine.inspect(self.container_id)
-                if info is None or not (info.get("State") or {}).get("Running"):
+                if info is None or (ended and not (info.get("State") or {}).get("Running")):
                     return position
+                # The engine's follow stream can end before the end of the log when the container
+                # exits while the reader is behind (Docker 20.10): read once more from the position
+                # reached; on a container that no longer runs that stream ends at the log's end.
+                ended = not (info.get("State") or {}).get("Running")
             except EngineUnreachable as exc:
                 now = time.monotonic()
                 lost_at = lost_at or now

@@ -421,10 +421,34 @@ class EcsRunner:
         clock = _StampClock()
 
         def read() -> None:
+            # Docker 20.10 can end a follow stream before the end of the log when the container
+            # exits while the reader is behind: once it has exited, read the rest without
+            # following, from the latest whole second delivered (``since`` is inclusive), skipping
+            # the lines of that second delivered already.
+            second, at_second, follow, since = b"", 0, True, None
             try:
-                chunks = client.api.logs(container_id, stream=True, follow=True, timestamps=True)
-                for block in _line_blocks(chunks):
-                    blocks.put(block)
+                while True:
+                    skip = at_second if since else 0
+                    chunks = client.api.logs(
+                        container_id, stream=True, follow=follow, timestamps=True, since=since
+                    )
+                    for block in _line_blocks(chunks):
+                        if skip:
+                            block, skip = block[skip:], max(0, skip - len(block))
+                        for line in block:
+                            if line[:19] == second:
+                                at_second += 1
+                            elif line[:19] > second:
+                                second, at_second = line[:19], 1
+                        if block:
+                            blocks.put(block)
+                    state = _state(client, container_id) if follow else None
+                    if state is None:
+                        break
+                    follow = bool(state.get("Running"))
+                    since = int(_millis(second + b"Z") // 1000) if second else None
+                    if follow:
+                        time.sleep(POLL_SECONDS)  # the stream broke while it runs: follow again
             except Exception:
                 log.exception("ecs task %s: reading the output of %s stopped", arn, name)
             finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airdock.engine.follow import follow_output
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, LogLines, stream_lines
 from airdock.targets.spec import Outcome
 
@@ -55,8 +56,7 @@ def follow_container(
     tail: int = DEFAULT_TAIL_LINES,
 ) -> Outcome:
     """Emit the container's whole output (following it while it runs); its exit code once it ends."""
-    stream = cli.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
-    return _outcome(cli, container_id, stream_lines(stream, emit, keep, tail))
+    return _outcome(cli, container_id, stream_lines(follow_output(cli, container_id), emit, keep, tail))
 
 
 def collect_container(
