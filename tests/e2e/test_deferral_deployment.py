@@ -277,6 +277,7 @@ def test_deferred_tasks_free_the_worker_slots_while_their_containers_run(
     assert "start-3" in log and "done-3" in log and "resumed after" in log, log[-3000:]
     log = cluster.task_log("airdock_e2e_slots_docker_deferred", "job_3")
     assert "start-3" in log and "done-3" in log and "resumed after" in log, log[-3000:]
+    assert "; airdock preloaded)" in log, log[:3000]  # the task inherited the scheduler's imports
 
 
 def test_a_triggerer_restart_loses_and_repeats_no_line(

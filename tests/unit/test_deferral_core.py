@@ -1,5 +1,5 @@
 """The pure parts of deferral: the engine's log records and positions, resuming after a position,
-the checkpoint files, where a docker task may defer, and what a trigger's kwargs may hold."""
+the checkpoint files, where a docker task may defer, what a trigger's kwargs may hold, and the preload."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -239,3 +240,56 @@ def test_a_forked_child_makes_its_own_aws_clients(monkeypatch: pytest.MonkeyPatc
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"own"
     os.close(read)
+
+
+def test_the_preload_is_inherited_by_forked_tasks_and_their_clients_share_its_parsed_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``airdock.airflow.preload`` (imported by airdock's Airflow plugin, registered as an
+    ``airflow.plugins`` entry point) fills one botocore data loader; a forked child's sessions use
+    that loader, so making its clients parses no service model again."""
+    from importlib.metadata import entry_points
+
+    from airdock.airflow import preload, secret_refs
+    from airdock.airflow.plugin import AirdockPlugin
+    from airdock.airflow.secret_refs import aws_client
+
+    plugins = {e.name: e.value for e in entry_points(group="airflow.plugins")}
+    assert (
+        plugins.get("airdock") == "airdock.airflow.plugin:AirdockPlugin" and AirdockPlugin.name == "airdock"
+    )
+    assert not preload.inherited()  # this process imported it
+    loader = secret_refs._data_loader()
+    assert loader.load_service_model.__self__ is loader
+    connection = {"conn_type": "aws", "login": "AKIDPRELOAD", "password": "not-a-secret",
+                  "extra": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:9"}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_AIRDOCK_PRELOAD_TEST", json.dumps(connection))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without pytest's teardown
+        try:
+            from botocore.loaders import Loader
+
+            parsed: list[str] = []
+            real = Loader.load_data_with_path
+
+            def counting(self: Any, name: str) -> Any:
+                parsed.append(name)
+                return real(self, name)
+
+            Loader.load_data_with_path = counting  # type: ignore[method-assign]  # counts files parsed
+            aws_client("ecs", "us-east-1", "airdock_preload_test")
+            aws_client("logs", "us-east-1", "airdock_preload_test")
+            shared = secret_refs._sessions and all(
+                s._session.get_component("data_loader") is loader for s in secret_refs._sessions.values()
+            )
+            report = {"inherited": preload.inherited(), "shared": bool(shared), "parsed": parsed}
+            os.write(write, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    report = json.loads(os.read(read, 65536))
+    os.close(read)
+    assert report["inherited"] and report["shared"], report
+    assert not [name for name in report["parsed"] if "ecs" in name or "logs" in name], report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -158,7 +159,7 @@ class ContainerOperator(EcrDockerOperator):
     def execute(self, context: Any) -> Any:
         target = self._target()
         identity = _identity(context)
-        self.log.info("running %s on %s (try %d)", self.image, target, identity.try_number)
+        self.log.info("running %s on %s (try %d%s)", self.image, target, identity.try_number, _preloaded())
         if target == "docker":
             return self._execute_docker(context, identity)
         return self._execute_ecs(context, identity)
@@ -606,6 +607,12 @@ class ContainerOperator(EcrDockerOperator):
         if self.xcom_all:
             return outcome.kept
         return outcome.kept[-1] if outcome.kept else None
+
+
+def _preloaded() -> str:
+    """A note for the first line of a run when its process inherited ``airdock.airflow.preload``."""
+    preload = sys.modules.get("airdock.airflow.preload")
+    return "; airdock preloaded" if preload is not None and preload.inherited() else ""
 
 
 def _failure(reason: str, tail: Sequence[str]) -> str:

@@ -76,6 +76,36 @@ def _forget_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
+_loader: Any = None  # botocore's data loader shared by every session of the process (see below)
+
+
+def _data_loader() -> Any:
+    """One botocore data loader for the process: each session would otherwise load and parse the
+    service models (JSON) and endpoint rules again. It holds parsed files only — no credentials,
+    no connection — so a forked process keeps it: :func:`warm` fills it where tasks are forked."""
+    global _loader
+    if _loader is None:
+        from botocore.loaders import create_loader
+
+        _loader = create_loader(os.environ.get("AWS_DATA_PATH"))
+    return _loader
+
+
+def warm(services: tuple[str, ...] = ("ecs", "ecr", "logs", "sts", "secretsmanager", "ssm")) -> None:
+    """Load what making a client of each of ``services`` needs into the shared loader and
+    botocore's module caches, by making throw-away clients (no request, no credentials looked up)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _data_loader())
+    for service in services:
+        session.create_client(  # placeholder keys: a client made with them never sends a request
+            service,
+            region_name="us-east-1",
+            aws_access_key_id="warm",
+            aws_secret_access_key="warm",  # noqa: S106
+        )
+
 
 def aws_client(service: str, region: str | None, aws_conn_id: str | None) -> Any:
     """A boto3 client for ``service`` with the credentials of the Airflow AWS connection.
@@ -96,6 +126,7 @@ def aws_client(service: str, region: str | None, aws_conn_id: str | None) -> Any
         session = _sessions.get((region, aws_conn_id, fingerprint))
         if session is None:
             session = _sessions[(region, aws_conn_id, fingerprint)] = hook.get_session(region_name=region)
+            session._session.register_component("data_loader", _data_loader())  # boto3 wraps botocore
         client = _clients[key] = session.client(
             service_name=service,
             endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=service),

@@ -1,0 +1,23 @@
+"""airdock's Airflow plugin: loading it preloads what a ``ContainerOperator`` run imports.
+
+Airflow forks every task process from a long-lived one (the scheduler's LocalExecutor workers,
+forked from the scheduler). Modules that process imported are shared by every task it forks;
+anything else each task imports again — for a ``ContainerOperator`` run, the docker provider and
+the Docker SDK, the Amazon provider's hooks, boto3 and botocore: about half of its CPU here. Airflow
+loads plugins in the scheduler (when it reads its DAGs' timetables, and at start-up with
+``[core] lazy_load_plugins = False``), so this plugin imports :mod:`airdock.airflow.preload` there.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+import airdock.airflow.preload  # noqa: F401  (the point of this module)
+
+__all__ = ["AirdockPlugin"]
+
+
+class AirdockPlugin(AirflowPlugin):  # type: ignore[misc]  # Airflow is untyped here
+    """Registers nothing yet; its import preloads airdock in the processes that fork tasks."""
+
+    name = "airdock"
