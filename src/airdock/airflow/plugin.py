@@ -4,8 +4,8 @@ Airflow forks every task process from a long-lived one (the scheduler's LocalExe
 forked from the scheduler). Modules that process imported are shared by every task it forks;
 anything else each task imports again — for a ``ContainerOperator`` run, the docker provider and
 the Docker SDK, the Amazon provider's hooks, boto3 and botocore: about half of its CPU here. Airflow
-loads plugins in the scheduler (when it reads its DAGs' timetables, and at start-up with
-``[core] lazy_load_plugins = False``), so this plugin imports :mod:`airdock.airflow.preload` there.
+loads plugins when the scheduler's job starts (for their listeners), before its executor forks any
+worker, so this plugin imports :mod:`airdock.airflow.preload` there.
 """
 
 from __future__ import annotations
