@@ -268,6 +268,7 @@ class DockerContainerTrigger(_FollowingTrigger):
         self.aws_conn_id = aws_conn_id
         self.remove = remove
         self.stop_grace_seconds = stop_grace_seconds
+        self._ended_state: dict[str, Any] | None = None  # State as _follow saw the container end
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -334,7 +335,13 @@ class DockerContainerTrigger(_FollowingTrigger):
                 return
             self._lines.close()
             try:
-                status = await engine.wait(self.container_id)
+                # the state seen as the container ended serves as its wait (one request fewer each)
+                ended = self._ended_state
+                status = (
+                    {"StatusCode": ended["ExitCode"]}
+                    if ended and "ExitCode" in ended
+                    else await engine.wait(self.container_id)
+                )
             except EngineUnreachable as exc:
                 yield self._event("unreachable", reason=str(exc))
                 return
@@ -371,13 +378,17 @@ class DockerContainerTrigger(_FollowingTrigger):
                         if index % YIELD_EVERY == YIELD_EVERY - 1:
                             await asyncio.sleep(0)
                     await self._save({"timestamp_ns": position.timestamp_ns, "count": position.count})
+                if ended:
+                    return position
                 info = await engine.inspect(self.container_id)
-                if info is None or (ended and not (info.get("State") or {}).get("Running")):
+                if info is None:
                     return position
                 # The engine's follow stream can end before the end of the log when the container
                 # exits while the reader is behind (Docker 20.10): read once more from the position
                 # reached; on a container that no longer runs that stream ends at the log's end.
                 ended = not (info.get("State") or {}).get("Running")
+                if ended:
+                    self._ended_state = info.get("State") or {}
             except EngineUnreachable as exc:
                 now = time.monotonic()
                 lost_at = lost_at or now
