@@ -6,7 +6,8 @@ each task imports and parses again: for a ``ContainerOperator`` run the docker p
 Docker SDK, the Amazon provider's hooks, boto3 and botocore and botocore's service models — about
 half of the CPU of a run here. airdock's Airflow plugin (:mod:`airdock.airflow.plugin`) imports
 this module, and the scheduler loads plugins as it starts. Measured with 40 deferred ECS tasks on 4
-slots (2 cores): the task processes' CPU went from 96 to 50 CPU-s and the run from 84 s to 67 s.
+slots (2 cores): the task processes' CPU went from 96 to 50 CPU-s; the run took 84 s before, 67 s
+with the imports alone and 58.5 s with the shared service models too (``make bench``).
 Nothing here connects, starts a thread or reads a credential: only imports and parsed model
 files, safe to fork after.
 """
