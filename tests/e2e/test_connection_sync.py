@@ -4,11 +4,11 @@ Each test gets its own Airflow home (a copy of one migrated SQLite database), it
 host token cache, and the session's local ECR stack; the stack's GetAuthorizationToken counter
 proves when AWS was (not) called. The written password is checked against the stack's gateway.
 
-Time: every Airflow process costs seconds of start-up (an ``airflow dags test`` ~15 s, most of it
-its in-process Execution API). So each home has one long-lived process that reads (and, for
-set-up, adds) connections through Airflow's ORM, started in the background with the home; a
-test that needs two runs of its own DAG runs them as two tasks of one ``dags test``; and runs
-that cannot change what another one checks overlap.
+Time: every Airflow process costs seconds of start-up (an in-process ``airflow dags test`` ~15 s,
+most of it building the Execution API app). So each home has one long-lived process that reads
+(and, for set-up, adds) connections through Airflow's ORM, started in the background with the
+home; a test that needs two runs of its own DAG runs them as two tasks of one ``dags test``; and
+the example DAG runs on the session's deployment (executor runs against its api-server).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import pytest
 
 from airdock.airflow.docker_login import StoredConnection, split_registry_host, why_update
 from airdock.local import settings as local_settings
-from tests.conftest import AIRDOCK, StackHandle, free_port, make_env
-from tests.e2e.conftest import Deployment, run_dag, running_api_server
+from tests.conftest import AIRDOCK, StackHandle, make_env
+from tests.e2e.conftest import Deployment, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 EXAMPLE_DAG = ROOT / "src/airdock/airflow/example_dags/example_ecr_connection_sync.py"
 DAG_ID = "airdock_example_ecr_connection_sync"
-API_USER, API_PASSWORD = "admin", "sync-test-api-password"
 
 # A connection as Airflow's ORM gives it (password decrypted); shared by the ORM agent and ORM_DAG.
 CONNECTION_FIELDS = """
@@ -301,17 +300,18 @@ def gateway_status(stack: StackHandle, password: str) -> int:
     return httpx.get(f"{stack.settings.gateway_url}/v2/", auth=("AWS", password), timeout=10).status_code
 
 
-def assert_docker_login(env: Env, conn: dict[str, Any]) -> None:
-    host, port = env.registry.rsplit(":", 1)
+def assert_docker_login(stack: StackHandle, conn: dict[str, Any]) -> None:
+    registry = stack.settings.registry_host
+    host, port = registry.rsplit(":", 1)
     assert conn["conn_type"] == "docker"
     # DockerHook logs in to f"{host}:{port}": together they must name the registry exactly.
     assert (conn["host"], conn["port"]) == (host, int(port))
     assert conn["login"] == "AWS"
     meta = conn["extra"]["airdock"]
-    assert meta["registry"] == env.registry
+    assert meta["registry"] == registry
     left = datetime.fromisoformat(meta["expires_at"]).timestamp() - time.time()
     assert 11 * 3600 < left <= 12 * 3600 + 60, meta  # the stack's tokens last 12 h
-    assert gateway_status(env.stack, conn["password"]) == 200, "the written password does not log in"
+    assert gateway_status(stack, conn["password"]) == 200, "the written password does not log in"
 
 
 # -- the pure decisions, at their boundaries ---------------------------------------------------
@@ -363,7 +363,7 @@ def test_cli_writes_a_working_login_then_writes_nothing_until_near_expiry(env: E
     assert "valid until" in lines[0]
     assert token_calls(stack) == calls + 1
     conn = env.connection()
-    assert_docker_login(env, conn)
+    assert_docker_login(env.stack, conn)
     assert gateway_status(stack, conn["password"] + "x") == 400  # the check above can fail (ECR: 400)
     password = conn["password"]
     assert password not in first.stdout + first.stderr
@@ -388,7 +388,7 @@ def test_cli_writes_a_working_login_then_writes_nothing_until_near_expiry(env: E
     assert token_calls(stack) == calls + 2
     rewritten = env.connection()
     assert rewritten["password"] != password
-    assert_docker_login(env, rewritten)
+    assert_docker_login(env.stack, rewritten)
     assert rewritten["password"] not in third.stdout + third.stderr
 
 
@@ -404,7 +404,7 @@ def test_cli_keeps_other_extra_keys_and_replaces_a_foreign_login(env: Env) -> No
     connections = env.read("team_registry", "docker_default")["connections"]
     conn = connections["team_registry"]
     assert conn is not None, "connection team_registry was not written"
-    assert_docker_login(env, conn)
+    assert_docker_login(env.stack, conn)
     assert conn["extra"]["reauth"] is False
     assert conn["extra"]["email"] == "ops@example.org"
     assert connections["docker_default"] is None  # only the named connection
@@ -499,7 +499,7 @@ def test_the_orm_chosen_explicitly_keeps_docker_default_fresh_under_dags_test(en
     state = env.read()
     conn = state["connections"]["docker_default"]
     assert conn is not None, "connection docker_default was not written"
-    assert_docker_login(env, conn)
+    assert_docker_login(env.stack, conn)
     updated = output.find("docker_default: updated for ")
     assert updated >= 0, output[-3000:]
     assert "written to the Airflow metadata database" in output
@@ -510,64 +510,6 @@ def test_the_orm_chosen_explicitly_keeps_docker_default_fresh_under_dags_test(en
     assert '"updated": false' in xcoms["sync_again"] or "'updated': false" in xcoms["sync_again"], xcoms
     assert not any(conn["password"] in value for value in xcoms.values()), "the password went to XCom"
     assert json.loads(before_again.read_text()) == conn, "sync_again changed the connection"
-
-
-@contextlib.contextmanager
-def api_server(env: Env) -> Iterator[str]:
-    """The api-server of the test's Airflow home (simple auth manager, one known user)."""
-    (env.home / "simple_auth_manager_passwords.json.generated").write_text(
-        json.dumps({API_USER: API_PASSWORD})
-    )
-    env.vars["AIRFLOW__API_AUTH__JWT_SECRET"] = "airdock-connection-sync-test-secret"
-    with running_api_server(env.home, free_port(), env.vars) as url:
-        yield url
-
-
-def test_the_example_without_its_api_connection_says_so_and_with_it_writes_through_the_rest_api(
-    env: Env,
-) -> None:
-    """Two claims on one home, the first run overlapping the api-server's start-up.
-
-    1. Without the api connection the operator says so and never tries the ORM: the example's run
-       fails naming the missing ``airflow_api``, nothing is written, AWS is not called.
-    2. The example writes through the REST API of its api connection: the login lands in
-       docker_default with its other extra keys (even the one the API redacts) kept, no secret in
-       the output, a PATCH in the api-server's log; a second run finds it fresh and writes nothing.
-    """
-    calls = token_calls(env.stack)
-    without_api = env.start(AIRFLOW, "dags", "test", DAG_ID)
-    with api_server(env) as url:
-        output = dags_test_output(without_api.result(), state="failed")
-        assert (
-            "AirflowFailException: the Airflow connection 'airflow_api' (api_conn_id) is not defined: create "
-            "an HTTP connection to the api-server"
-        ) in output, output[-3000:]
-        assert env.read()["connections"]["docker_default"] is None, "nothing was written through the ORM"
-        assert token_calls(env.stack) == calls
-
-        env.add_connection(
-            conn_id="docker_default", conn_type="docker",
-            extra=json.dumps({"reauth": False, "email": "ops@example.org", "api_password": "kept"}),
-        )  # fmt: skip
-        env.vars["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(
-            {"conn_type": "http", "host": url, "login": API_USER, "password": API_PASSWORD}
-        )
-        output = env.dags_test()
-        assert f"written to the Airflow API at {url}" in output
-        conn = env.connection()
-        assert_docker_login(env, conn)
-        # The API redacts "api_password" on read; the PATCH must not overwrite it with "***".
-        assert conn["extra"]["api_password"] == "kept"
-        assert conn["extra"]["reauth"] is False
-        assert conn["password"] not in output
-        assert API_PASSWORD not in output
-        access_log = (env.home / "api-server.log").read_text()
-        assert "PATCH" in access_log and "/api/v2/connections/docker_default" in access_log
-
-        calls = token_calls(env.stack)
-        again = env.dags_test()
-        assert "docker_default: still valid until " in again
-        assert token_calls(env.stack) == calls
 
 
 def test_orm_blocked_in_a_worker_task_names_the_fix(env: Env) -> None:
@@ -588,32 +530,66 @@ except ConfigError as exc:
     assert "api_conn_id" in result.stdout
 
 
-def test_the_example_dag_runs_unchanged_on_a_worker_where_the_orm_is_blocked(
+def test_the_example_on_a_worker_names_its_missing_api_connection_then_writes_through_the_rest_api(
     stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
-    """An executor-run task (the task SDK's supervisor, the ORM blocked): the REST path is the only way."""
+    """Executor-run tasks (the task SDK's supervisor, the ORM blocked): the REST path is the only way.
+
+    1. Without the api connection the operator says so and never tries the ORM: the example's run
+       fails naming the missing ``airflow_api``, nothing is written, AWS is not called.
+    2. With it, the example writes through the REST API: the login lands in docker_default with its
+       other extra keys (even the one the API redacts) kept, no secret in the output, a PATCH in the
+       api-server's log; a third run finds it fresh and writes nothing.
+    """
     dags = tmp_path / "dags"
     dags.mkdir()
     shutil.copy(EXAMPLE_DAG, dags / EXAMPLE_DAG.name)
-    connection = {"conn_type": "http", "host": deployment.url}
-    connection.update(login=deployment.user, password=deployment.password)
-    calls = token_calls(stack)
-    run = run_dag(
-        deployment.home, dags, DAG_ID, stack, tmp_path / "cache", deployment=deployment,
-        AIRFLOW_CONN_AIRFLOW_API=json.dumps(connection),
-    )  # fmt: skip
-    assert run.state == "success", run.output[-4000:]
-    logs = "".join(
-        path.read_text(errors="replace")
-        for path in (deployment.home / "logs" / f"dag_id={DAG_ID}").rglob("*.log")
-    )
-    assert f"written to the Airflow API at {deployment.url}" in logs, logs[-3000:]
-    assert token_calls(stack) == calls + 1
-    response = httpx.get(
-        f"{deployment.url}/api/v2/connections/docker_default",
-        headers={"Authorization": f"Bearer {deployment.token()}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["login"] == "AWS"
-    assert json.loads(response.json()["extra"])["airdock"]["registry"] == stack.settings.registry_host
+    headers = {"Authorization": f"Bearer {deployment.token()}"}
+    httpx.delete(f"{deployment.url}/api/v2/connections/docker_default", headers=headers, timeout=30)
+    agent = OrmAgent(make_env(**deployment.env), tmp_path / "orm-agent.log")  # reads what was stored
+    try:
+        calls = token_calls(stack)
+        run = run_dag(deployment, dags, DAG_ID, stack, tmp_path / "cache")
+        assert run.state == "failed", run.output[-4000:]
+        assert (
+            "AirflowFailException: the Airflow connection 'airflow_api' (api_conn_id) is not defined: create "
+            "an HTTP connection to the api-server"
+        ) in run.output, run.output[-3000:]
+        assert agent.call("read", "docker_default")["connections"]["docker_default"] is None
+        assert token_calls(stack) == calls, "AWS was not called"
+
+        agent.call(
+            "add",
+            {
+                "conn_id": "docker_default",
+                "conn_type": "docker",
+                "extra": json.dumps({"reauth": False, "email": "ops@example.org", "api_password": "kept"}),
+            },
+        )
+        api = {"conn_type": "http", "host": deployment.url}
+        api.update(login=deployment.user, password=deployment.password)
+        run = run_dag(
+            deployment, dags, DAG_ID, stack, tmp_path / "cache", AIRFLOW_CONN_AIRFLOW_API=json.dumps(api)
+        )
+        assert run.state == "success", run.output[-4000:]
+        assert f"written to the Airflow API at {deployment.url}" in run.output, run.output[-3000:]
+        assert token_calls(stack) == calls + 1
+        conn = agent.call("read", "docker_default")["connections"]["docker_default"]
+        assert_docker_login(stack, conn)
+        # The API redacts "api_password" on read; the PATCH must not overwrite it with "***".
+        assert conn["extra"]["api_password"] == "kept"
+        assert conn["extra"]["reauth"] is False
+        assert conn["password"] not in run.output
+        assert deployment.password not in run.output
+        access_log = (deployment.home / "api-server.log").read_text()
+        assert "PATCH" in access_log and "/api/v2/connections/docker_default" in access_log
+
+        again = run_dag(
+            deployment, dags, DAG_ID, stack, tmp_path / "cache", AIRFLOW_CONN_AIRFLOW_API=json.dumps(api)
+        )
+        assert again.state == "success", again.output[-4000:]
+        assert "docker_default: still valid until " in again.output
+        assert token_calls(stack) == calls + 1
+    finally:
+        agent.close()
+        httpx.delete(f"{deployment.url}/api/v2/connections/docker_default", headers=headers, timeout=30)

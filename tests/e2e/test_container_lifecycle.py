@@ -21,7 +21,7 @@ from airdock.hygiene.model import (
     MANAGED_LABEL,
 )
 from tests.conftest import StackHandle
-from tests.e2e.conftest import AIRFLOW, dag_env, run_dag, write_dag
+from tests.e2e.conftest import AIRFLOW, Deployment, dag_env, run_dag, write_dag
 from tests.e2e.test_ecr_operator import publish_job_image
 
 pytestmark = pytest.mark.e2e
@@ -71,13 +71,13 @@ def containers_of(docker_client: Any, dag_id: str) -> dict[str, Any]:
 
 
 def test_labels_and_remove_policy_on_success_failure_and_timeout(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "policies", POLICIES_DAG)
     run = run_dag(
-        airflow_home, dags, "airdock_e2e_policies", stack, tmp_path / "cache",
+        deployment, dags, "airdock_e2e_policies", stack, tmp_path / "cache",
         AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1TB", AIRFLOW__AIRDOCK__GC_HIGH_WATERMARK_PERCENT="100",
     )  # fmt: skip
     assert run.state == "failed", run.output[-3000:]  # two tasks fail on purpose
@@ -151,7 +151,7 @@ AUTO_GC_DAG = """
 
 
 def test_auto_gc_removes_unprotected_images_when_over_budget(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     from airdock.hygiene.usage import UsageStore
     from airdock.local.offline_images import import_image
@@ -170,7 +170,7 @@ def test_auto_gc_removes_unprotected_images_when_over_budget(
     protected = ",".join([*sorted(f"{repo}:*" for repo in repositories - ours), "127.0.0.1*"])
     try:
         run = run_dag(
-            airflow_home, dags, "airdock_e2e_auto_gc", stack, tmp_path / "cache",
+            deployment, dags, "airdock_e2e_auto_gc", stack, tmp_path / "cache",
             AIRFLOW__AIRDOCK__GC_MAX_IMAGE_BYTES="1", AIRFLOW__AIRDOCK__GC_MIN_AGE="0s",
             AIRFLOW__AIRDOCK__GC_KEEP=protected, AIRDOCK_STATE_DIR=str(state),
         )  # fmt: skip

@@ -158,63 +158,37 @@ def assert_secret_nowhere(
 
 
 def test_private_image_runs_with_only_an_aws_connection_and_the_token_leaks_nowhere(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
+    """Executor-run at DEBUG (task log files, the supervisor's log): botocore logs GetAuthorizationToken's
+    response body at DEBUG, and the base64 token in it must show nowhere."""
     digest = publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "pull", PULL_DAG)
     before = token_calls(stack)
 
     with ArgvWatcher() as argv:
-        run = run_dag(airflow_home, dags, "airdock_e2e_pull", stack, tmp_path / "cache")
-    assert run.state == "success", run.output[-4000:]
-    assert "job-ran-from-private-image" in run.output
-    assert f"running {stack.settings.registry_host}/e2e/job:v1, digest {digest}" in run.output
-    assert token_calls(stack) == before + 1
-
-    # The token the task used is the one in the host cache; search everything the run left behind.
-    assert_secret_nowhere(
-        secret_forms(cached_password(tmp_path / "cache")),
-        run.output,
-        airflow_home,
-        argv,
-        "airdock_e2e_pull",
-        log_files=False,  # dags test logs to its output, searched above
-    )
-    with sqlite3.connect(airflow_home / "airflow.db") as db:
-        xcom = dict(db.execute("SELECT key, value FROM xcom WHERE dag_id = 'airdock_e2e_pull'").fetchall())
-        rendered = db.execute(
-            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = 'airdock_e2e_pull'"
-        ).fetchall()
-    assert json.loads(xcom["image_digest"]) == digest, "the digest that ran is recorded in XCom"
-    assert "airdock_e2e_pull" in rendered[0][0], "rendered fields hold the rendered template"
-
-
-def test_no_form_of_the_token_anywhere_with_debug_logging(
-    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
-) -> None:
-    """Executor-run at DEBUG (task log files, the supervisor's log): botocore logs GetAuthorizationToken's
-    response body at DEBUG, and the base64 token in it must show nowhere."""
-    publish_job_image(stack, docker_client, base_image)
-    dags = tmp_path / "dags"
-    write_dag(dags, "pull", PULL_DAG)
-    with ArgvWatcher() as argv:
         run = run_dag(
-            deployment.home, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
-            deployment=deployment, AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG",
+            deployment, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
+            AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG",
         )  # fmt: skip
     assert run.state == "success", run.output[-4000:]
+    assert token_calls(stack) == before + 1
     task_logs = [
         path.read_text(errors="replace")
         for path in (deployment.home / "logs" / "dag_id=airdock_e2e_pull").rglob("*.log")
     ]
     assert task_logs, "the executor-run task wrote its log file"
     everything = run.output + "".join(task_logs)
+    assert "job-ran-from-private-image" in everything
+    assert f"running {stack.settings.registry_host}/e2e/job:v1, digest {digest}" in everything
     assert "fetched an ECR token" in everything
     assert "Response body" in everything, (
         "botocore logged response bodies at DEBUG (else this proves nothing)"
     )
     assert "authorizationToken" in everything
+
+    # The token the task used is the one in the host cache; search everything the run left behind.
     assert_secret_nowhere(
         secret_forms(cached_password(tmp_path / "cache")),
         run.output,
@@ -223,10 +197,24 @@ def test_no_form_of_the_token_anywhere_with_debug_logging(
         "airdock_e2e_pull",
         log_files=True,
     )
+    with sqlite3.connect(deployment.home / "airflow.db") as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'airdock_e2e_pull' ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+        xcom = dict(
+            db.execute(
+                "SELECT key, value FROM xcom WHERE dag_id = 'airdock_e2e_pull' AND run_id = ?", (run_id,)
+            ).fetchall()
+        )
+        rendered = db.execute(
+            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = 'airdock_e2e_pull'"
+        ).fetchall()
+    assert json.loads(xcom["image_digest"]) == digest, "the digest that ran is recorded in XCom"
+    assert "airdock_e2e_pull" in rendered[0][0], "rendered fields hold the rendered template"
 
 
 def test_token_expired_between_cache_check_and_pull_is_renewed_in_the_task(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
@@ -252,7 +240,7 @@ def test_token_expired_between_cache_check_and_pull_is_renewed_in_the_task(
         entry.write_text(json.dumps(data))
     before = token_calls(stack)
 
-    run = run_dag(airflow_home, dags, "airdock_e2e_pull", stack, cache)
+    run = run_dag(deployment, dags, "airdock_e2e_pull", stack, cache)
     assert run.state == "success", run.output[-4000:]
     assert "refused the cached token" in run.output
     assert "fetching a fresh one and retrying once" in run.output
@@ -260,11 +248,11 @@ def test_token_expired_between_cache_check_and_pull_is_renewed_in_the_task(
 
 
 def test_missing_repository_fails_the_task_with_one_clear_line(
-    stack: StackHandle, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
     dags = tmp_path / "dags"
     write_dag(dags, "missing", MISSING_DAG)
-    run = run_dag(airflow_home, dags, "airdock_e2e_missing", stack, tmp_path / "cache")
+    run = run_dag(deployment, dags, "airdock_e2e_missing", stack, tmp_path / "cache")
     assert run.state == "failed"
     assert (
         f"repository 'e2e/never-created' does not exist in registry {stack.settings.registry_host}: "
@@ -280,14 +268,18 @@ def five_second_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
 
 
 def test_tasks_ten_seconds_apart_with_a_five_second_token_need_no_manual_step(
-    five_second_stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    five_second_stack: StackHandle,
+    docker_client: Any,
+    base_image: str,
+    deployment: Deployment,
+    tmp_path: Path,
 ) -> None:
     stack = five_second_stack
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "two", TWO_TASKS_DAG)
     before = token_calls(stack)
-    run = run_dag(airflow_home, dags, "airdock_e2e_two_tasks", stack, tmp_path / "cache")
+    run = run_dag(deployment, dags, "airdock_e2e_two_tasks", stack, tmp_path / "cache")
     assert run.state == "success", run.output[-4000:]
     assert f"fetched an ECR token for {stack.settings.registry_host}" in run.output
     assert f"renewed the ECR token for {stack.settings.registry_host}: the cached one expired" in run.output
@@ -295,7 +287,7 @@ def test_tasks_ten_seconds_apart_with_a_five_second_token_need_no_manual_step(
 
 
 def test_an_unwritable_token_cache_never_fails_the_task(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     """A read-only or immutable cache directory: the pull goes on with the token it fetched, one warning."""
     publish_job_image(stack, docker_client, base_image)
@@ -307,7 +299,7 @@ def test_an_unwritable_token_cache_never_fails_the_task(
     assert done.returncode == 0, f"chattr +i failed ({done.stderr.strip()}): this test needs it"
     try:
         run = run_dag(
-            airflow_home, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
+            deployment, dags, "airdock_e2e_pull", stack, tmp_path / "cache",
             AIRFLOW__AIRDOCK__TOKEN_CACHE_DIR=str(frozen),
         )  # fmt: skip
     finally:
@@ -336,7 +328,7 @@ SHARED_DAG = """
 
 
 def test_airdock_push_and_the_tasks_of_a_host_share_one_cached_token(
-    stack: StackHandle, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
     """The analyst pushes with the shell's credentials, a task pulls with an Airflow connection holding
     the same ones: one GetAuthorizationToken call for both (one identity key, one host cache)."""
@@ -362,7 +354,7 @@ def test_airdock_push_and_the_tasks_of_a_host_share_one_cached_token(
     dags = tmp_path / "dags"
     write_dag(dags, "shared", SHARED_DAG)
     image = f"{stack.settings.registry_host}/e2e/shared:v1"
-    run = run_dag(airflow_home, dags, "airdock_e2e_shared_token", stack, cache, AIRDOCK_E2E_IMAGE=image)
+    run = run_dag(deployment, dags, "airdock_e2e_shared_token", stack, cache, AIRDOCK_E2E_IMAGE=image)
     assert run.state == "success", run.output[-4000:]
     assert "shared-token-job" in run.output
     assert f"ECR token for {stack.settings.registry_host} from the host cache" in run.output

@@ -9,7 +9,7 @@ import pytest
 
 from airdock.local.offline_images import build_image
 from tests.conftest import StackHandle
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import Deployment, run_dag
 from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
@@ -19,7 +19,7 @@ EXAMPLE_DAGS = ROOT / "src/airdock/airflow/example_dags"
 
 
 def test_example_dag_pulls_and_runs_the_private_image_twice(
-    stack: StackHandle, docker_client: Any, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, deployment: Deployment, tmp_path: Path
 ) -> None:
     stack.ensure_repository("airdock-demo/scraper")
     ref = f"{stack.settings.registry_host}/airdock-demo/scraper:latest"
@@ -28,7 +28,7 @@ def test_example_dag_pulls_and_runs_the_private_image_twice(
     remove_local(docker_client, ref)
 
     run = run_dag(
-        airflow_home,
+        deployment,
         EXAMPLE_DAGS,
         "airdock_example_scraper",
         stack,

@@ -20,7 +20,7 @@ from airdock.hygiene.model import (
     MANAGED_LABEL,
 )
 from tests.conftest import StackHandle
-from tests.e2e.conftest import run_dag, write_dag
+from tests.e2e.conftest import Deployment, run_dag, write_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def labelled(task_id: str, run_id: str) -> dict[str, str]:
 
 
 def test_orphans_are_found_by_asking_airflow(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     make = docker_client.containers.create
     ghost = make(base_image, ["true"], labels=labelled("finished_task", run_id="manual__no-such-run"))
@@ -85,7 +85,7 @@ def test_orphans_are_found_by_asking_airflow(
         dags = tmp_path / "dags"
         write_dag(dags, "hygiene", HYGIENE_DAG)
         run = run_dag(
-            airflow_home,
+            deployment,
             dags,
             DAG_ID,
             stack,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import StackHandle
-from tests.e2e.conftest import run_dag, write_dag
+from tests.e2e.conftest import Deployment, run_dag, write_dag
 from tests.e2e.test_ecr_operator import publish_job_image
 
 pytestmark = pytest.mark.e2e
@@ -48,13 +48,13 @@ def return_values(database: Path, dag_id: str) -> dict[str, Any]:
 
 
 def test_every_line_is_logged_and_the_xcom_holds_what_was_asked(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     publish_job_image(stack, docker_client, base_image)
     dags = tmp_path / "dags"
     write_dag(dags, "logs", LOGS_DAG)
 
-    run = run_dag(airflow_home, dags, "airdock_e2e_logs", stack, tmp_path / "cache")
+    run = run_dag(deployment, dags, "airdock_e2e_logs", stack, tmp_path / "cache")
 
     assert run.state == "success", run.output[-4000:]
     logged = [int(n) for n in re.findall(r"many-(\d{5}) ünïcödé", run.output)]
@@ -63,7 +63,7 @@ def test_every_line_is_logged_and_the_xcom_holds_what_was_asked(
     assert len(re.findall(r"every-\d{5} ünïcödé", run.output)) == 300
     assert len(re.findall(r"none-\d{5} ünïcödé", run.output)) == 10
 
-    xcom = return_values(airflow_home / "airflow.db", "airdock_e2e_logs")
+    xcom = return_values(deployment.home / "airflow.db", "airdock_e2e_logs")
     assert xcom["last_line"] == "many-05000 ünïcödé", "the last line is the return value"
     assert xcom["all_lines"] == [f"every-{i:05d} ünïcödé" for i in range(1, 301)], "xcom_all: every line"
     assert "no_xcom" not in xcom

@@ -18,7 +18,7 @@ import pytest
 from airdock.hygiene.model import LABEL_DAG_ID, LABEL_IMAGE
 from airdock.local.offline_images import import_image
 from tests.conftest import StackHandle
-from tests.e2e.conftest import AIRFLOW, dag_env, run_dag, write_dag
+from tests.e2e.conftest import AIRFLOW, Deployment, dag_env, run_dag, write_dag
 from tests.e2e.test_ecr_operator import publish_job_image
 from tests.engines import private_engine
 
@@ -55,7 +55,7 @@ MOVED_TAG_DAG = """
 
 
 def test_the_container_runs_the_image_that_was_pulled_even_if_the_tag_moves(
-    stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     digest = publish_job_image(stack, docker_client, base_image)
     other = import_image(docker_client, "airdock-e2e/moved:v1", {"etc/airdock-test": b"moved\n"})
@@ -64,7 +64,7 @@ def test_the_container_runs_the_image_that_was_pulled_even_if_the_tag_moves(
     write_dag(dags, "moved", MOVED_TAG_DAG)
     try:
         run = run_dag(
-            airflow_home,
+            deployment,
             dags,
             "airdock_e2e_moved_tag",
             stack,
@@ -123,25 +123,25 @@ TEMPLATED_DAG = """
 
 
 def test_a_literal_bad_reference_fails_when_the_dag_is_parsed(
-    stack: StackHandle, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
     dags = tmp_path / "dags"
     for name, operator in BAD_LITERALS.items():
         write_dag(
             dags, f"bad_{name}", BAD_LITERAL_DAG.replace("{name}", name).replace("{operator}", operator)
         )
-    run = run_dag(airflow_home, dags, "airdock_e2e_bad_literal_upper", stack, tmp_path / "cache")
+    run = run_dag(deployment, dags, "airdock_e2e_bad_literal_upper", stack, tmp_path / "cache")
     assert run.state is None, "the DAG never ran"
     assert "invalid image reference 'UPPER/case:tag': repository names must be lowercase" in run.output
     assert "invalid image reference ''" in run.output, run.output[-3000:]
 
 
 def test_a_templated_bad_reference_fails_at_run_time_without_retries(
-    stack: StackHandle, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
     dags = tmp_path / "dags"
     write_dag(dags, "bad_template", TEMPLATED_DAG)
-    run = run_dag(airflow_home, dags, "airdock_e2e_bad_template", stack, tmp_path / "cache")
+    run = run_dag(deployment, dags, "airdock_e2e_bad_template", stack, tmp_path / "cache")
     assert run.state == "failed", run.output[-4000:]
     assert re.search(
         r"AirflowFailException: invalid image reference 'UPPER/case:tag': repository names must be lowercase",
@@ -170,7 +170,7 @@ WRONG_PASSWORD_DAG = """
 
 
 def test_a_wrong_password_for_a_plain_registry_is_one_line_without_retries(
-    stack: StackHandle, airflow_home: Path, tmp_path: Path
+    stack: StackHandle, deployment: Deployment, tmp_path: Path
 ) -> None:
     """Not an ECR host (nothing in ecr_registries): DockerOperator's docker_conn_id login applies."""
     host, port = stack.settings.registry_host.rsplit(":", 1)
@@ -178,7 +178,7 @@ def test_a_wrong_password_for_a_plain_registry_is_one_line_without_retries(
     write_dag(dags, "wrong_password", WRONG_PASSWORD_DAG)
     connection = {"conn_type": "docker", "host": host, "port": int(port), "login": "AWS", "password": "wrong"}
     run = run_dag(
-        airflow_home, dags, "airdock_e2e_wrong_password", stack, tmp_path / "cache",
+        deployment, dags, "airdock_e2e_wrong_password", stack, tmp_path / "cache",
         AIRFLOW__AIRDOCK__ECR_REGISTRIES="", AIRFLOW_CONN_TEAM_REGISTRY=json.dumps(connection),
     )  # fmt: skip
     assert run.state == "failed", run.output[-4000:]
