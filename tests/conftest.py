@@ -25,6 +25,7 @@ from airdock.local import settings as local_settings
 from airdock.local.settings import StackSettings
 
 AIRDOCK = [sys.executable, "-m", "airdock.cli"]
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 # No test may probe the instance-metadata address looking for credentials: there is no AWS here.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -157,3 +158,23 @@ def make_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow home with a freshly migrated SQLite DB (`airflow db migrate`, once per session).
+
+    Tests that need a pristine database copy its ``airflow.db``; never run DAGs in it.
+    """
+    home = tmp_path_factory.mktemp("airflow-template")
+    result = subprocess.run(
+        [AIRFLOW, "db", "migrate"],
+        env=make_env(AIRFLOW_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (home / "airflow.db").exists()
+    return home

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -29,31 +28,10 @@ import httpx
 import pytest
 
 from airdock.local import settings as local_settings
-from tests.conftest import StackHandle, free_port, make_env
+from tests.conftest import AIRFLOW, StackHandle, free_port, make_env
 
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
 _STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
 _RUN_ID = re.compile(r"DagRun Finished: .*?run_id=([^,\s]+),")
-
-
-@pytest.fixture(scope="session")
-def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Airflow home with a freshly migrated SQLite DB (`airflow db migrate`, once per session).
-
-    Tests that need a pristine database copy its ``airflow.db``; never run DAGs in it.
-    """
-    home = tmp_path_factory.mktemp("airflow-template")
-    result = subprocess.run(
-        [AIRFLOW, "db", "migrate"],
-        env=make_env(AIRFLOW_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (home / "airflow.db").exists()
-    return home
 
 
 @pytest.fixture(scope="session")
