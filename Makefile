@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.airdock-installed
 LINT_PATHS := src tests scripts $(wildcard benchmarks)
 
-.PHONY: install lint test test-unit demo bench clean
+.PHONY: install lint test test-unit test-cluster cluster cluster-down demo bench clean
 
 install: $(STAMP)
 
@@ -20,11 +20,21 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	@echo "== test: unit, integration and e2e (engine, registry, local stack, Airflow)"
+	@echo "== test: unit, integration, e2e (engine, registry, local stack, Airflow) and the local cluster"
 	@scripts/engine.sh run $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-cluster: lint
+	@echo "== test: the local cluster (CeleryExecutor, PostgreSQL, two worker hosts)"
+	@scripts/engine.sh run $(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+
+cluster:
+	@scripts/cluster.sh up
+
+cluster-down:
+	@scripts/cluster.sh down
 
 demo: install
 	@scripts/engine.sh run scripts/demo.sh
@@ -33,6 +43,7 @@ bench: install
 	@scripts/engine.sh run $(BIN)/python -m benchmarks
 
 clean:
+	-scripts/cluster.sh down 2>/dev/null
 	-$(BIN)/airdock local down 2>/dev/null
 	-scripts/engine.sh stop
 	rm -rf $(VENV) .airdock .mypy_cache .ruff_cache .pytest_cache

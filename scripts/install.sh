@@ -12,7 +12,7 @@ fi
 echo "install: installing airdock (editable) with Airflow, providers and test tools — first run takes about a minute"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 \
     | grep -v "^WARNING: Location 'file://" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check --progress-bar off -e '.[test]' 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check --progress-bar off -e '.[test,cluster]' 2>&1 \
     | grep -v "^WARNING: Location 'file://" || true
 .venv/bin/python -c 'import airdock, airflow, docker' \
     || { echo "install: error: the install did not complete; see the pip output above" >&2; exit 1; }

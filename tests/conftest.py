@@ -178,3 +178,9 @@ def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr[-2000:]
     assert (home / "airflow.db").exists()
     return home
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The local cluster's tests run last: its session fixture stops it when the session ends, so
+    its idle components never share the two cores with the other tiers' timing-sensitive tests."""
+    items.sort(key=lambda item: "tests/cluster/" in item.nodeid)

@@ -112,6 +112,13 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "10",
         "5",
     ),
+    "worker_queues": (
+        "Comma-separated queues, one per worker host (each Celery worker serves its own queue besides "
+        "the default one): the example hygiene DAG runs one task on each, so every host's engine is "
+        "cleaned. Empty: one task on the default queue.",
+        "worker-1,worker-2",
+        "",
+    ),
     "gc_keep": (
         "Comma-separated patterns (fnmatch) of image references the GC never removes.",
         "prod/*,*:stable",

@@ -1,0 +1,78 @@
+"""airdock on a distributed Airflow: CeleryExecutor, PostgreSQL, two worker hosts (scripts/cluster.sh).
+
+Each test prints one line: what was done, what happened, what was checked.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from tests.cluster.conftest import WORKERS, ClusterHandle
+
+pytestmark = pytest.mark.cluster
+
+FANOUT_DAG = """
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airdock.airflow import ContainerOperator
+
+with DAG("airdock_cluster_fanout", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    ContainerOperator.partial(
+        task_id="scrape",
+        image="{registry}/airdock-demo/scraper:latest",
+        run_on="docker",
+        deferrable=False,
+    ).expand(environment=[{{"SCRAPER_PAGES": str(n)}} for n in range(1, 21)])
+"""
+
+
+def test_twenty_mapped_tasks_spread_over_both_workers_with_one_token_call_per_host(
+    cluster: ClusterHandle,
+) -> None:
+    cluster.write_dag("airdock_cluster_fanout", FANOUT_DAG.format(registry=cluster.registry_host))
+    cluster.forget_tokens()
+    before = cluster.token_calls()
+
+    run_id = cluster.trigger("airdock_cluster_fanout")
+    state = cluster.wait("airdock_cluster_fanout", run_id, timeout=600)
+
+    tasks = cluster.task_instances("airdock_cluster_fanout", run_id)
+    hosts = collections.Counter(task["hostname"] for task in tasks)
+    calls = cluster.token_calls() - before
+    logs = cluster.task_logs("airdock_cluster_fanout", run_id)
+    print(
+        f"\nfan-out: 20 mapped ContainerOperator tasks → {state}; ran on {dict(hosts)}; "
+        f"GetAuthorizationToken calls {calls} (hosts {len(hosts)})"
+    )
+    assert state == "success", logs[-4000:]
+    assert len(tasks) == 20 and all(task["state"] == "success" for task in tasks)
+    assert set(hosts) == set(WORKERS), f"the tasks spread over both workers: {dict(hosts)}"
+    assert calls == len(hosts), "one GetAuthorizationToken call per worker host that ran tasks"
+    assert logs.count('"pages": 20') >= 1 and logs.count("scraper: done") == 20
+
+
+def test_the_example_dags_run_unchanged(cluster: ClusterHandle) -> None:
+    """The scraper (private image, no credential upkeep), the connection sync (through the api-server's
+    REST API: a worker has no ORM) and the hygiene DAG (one task on each worker's queue)."""
+    names = ("scraper", "ecr_connection_sync", "docker_hygiene")
+    scraper, sync, hygiene = (f"airdock_example_{name}" for name in names)
+    runs = {}
+    for dag_id in (scraper, sync, hygiene):
+        cluster.wait_for_dag(dag_id)
+        runs[dag_id] = cluster.trigger(dag_id)
+    states = {dag_id: cluster.wait(dag_id, run_id, timeout=600) for dag_id, run_id in runs.items()}
+
+    hygiene_tasks = cluster.task_instances(hygiene, runs[hygiene])
+    where = {task["task_id"]: (task["queue"], task["hostname"]) for task in hygiene_tasks}
+    sync_logs = cluster.task_logs(sync, runs[sync])
+    scraper_logs = cluster.task_logs(scraper, runs[scraper])
+    print(f"\nexamples: {states}; hygiene ran {where}")
+    for dag_id, state in states.items():
+        assert state == "success", cluster.task_logs(dag_id, runs[dag_id])[-4000:]
+    assert where == {f"docker_hygiene_{worker}": (worker, worker) for worker in WORKERS}
+    assert f"written to the Airflow API at {cluster.api_url}" in sync_logs or "still valid until" in sync_logs
+    assert scraper_logs.count("scraper: done") == 2
