@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local cluster: `scripts/cluster.sh up|down|status|env` (scripts/cluster.py says what runs).
+# The local cluster: `scripts/cluster.sh up|down|status|env` (src/airdock/local/cluster.py says what runs).
 # Installs what it needs first: Debian's postgresql and redis-server (and the engine's packages),
 # the venv with the cluster extra. The local stack's ECS runs on the engine scripts/engine.sh finds.
 set -euo pipefail
@@ -30,4 +30,4 @@ case "${1:-}" in
         ;;
     *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac
-exec .venv/bin/python scripts/cluster.py "$@"
+exec .venv/bin/python -m airdock.local.cluster "$@"

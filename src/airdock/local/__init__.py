@@ -8,4 +8,6 @@ plus a subset of the ECR API.
 - ``gateway``: the auth gateway in front of the registry (Starlette app, streaming).
 - ``server``: one process serving ``api`` and ``gateway``.
 - ``stack``: starts, stops and inspects the processes (``airdock local ...``).
+- ``cluster``: a local distributed Airflow around the stack (``scripts/cluster.sh``): PostgreSQL,
+  Redis, the CeleryExecutor and two worker "hosts"; and a client of its REST API for tests.
 """

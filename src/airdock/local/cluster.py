@@ -1,6 +1,7 @@
 """The local cluster: airdock "as deployed", on this machine, from Debian's and PyPI's packages only.
 
     scripts/cluster.sh up|down|status|env      (make cluster, make cluster-down)
+    python -m airdock.local.cluster up|down|status|env    (what the script runs, in the venv)
 
 What `up` starts (every server on 127.0.0.1; state under .airdock/cluster/, or $AIRDOCK_CLUSTER_DIR):
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -36,15 +38,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 AIRFLOW = str(BIN / "airflow")
 AIRDOCK = str(BIN / "airdock")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-EXAMPLE_DAGS = ROOT / "src/airdock/airflow/example_dags"
+EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "airflow" / "example_dags"  # read as files
 WORKERS = ("worker-1", "worker-2")
 EXAMPLE_REPOSITORY = "airdock-demo/scraper"
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"  # any well-formed ARN locally
@@ -184,6 +186,10 @@ class Cluster:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # A dead worker's tasks are noticed in ~15 s (Airflow's default: 300 s) so that a retry
+            # reattaches to the still-running container soon; a real deployment keeps the default.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
             "AIRFLOW__AIRDOCK__ECR_REGISTRIES": self.registry_host,
             "AIRFLOW__AIRDOCK__WORKER_QUEUES": ",".join(WORKERS),
             "AIRFLOW__AIRDOCK__ECS_SUBNETS": "subnet-0cluster",
@@ -298,7 +304,8 @@ class Cluster:
         for worker in WORKERS:
             self.start_engine(worker)
         self.seed_dags()
-        self.migrate()
+        if not self.pid("api-server"):  # a running api-server means a migrated DB: a restart skips it
+            self.migrate()
         self.start_airflow()
         self.create_connections()
         self.publish_example_image()
@@ -569,7 +576,11 @@ class Cluster:
         client = docker.from_env(timeout=300)  # the engine scripts/cluster.sh found (the stack's ECS uses it)
         remote = f"{self.registry_host}/{EXAMPLE_REPOSITORY}"
         say(f"publishing the example job image {remote}:latest")
-        image = build_image(client, f"{EXAMPLE_REPOSITORY}:latest", context=ROOT / "examples/scraper")
+        context = Path.cwd() / "examples" / "scraper"  # airdock's source tree, where scripts/cluster.sh runs
+        if not context.is_dir():
+            say(f"no {context}: the example job image is not published (run from airdock's source tree)")
+            return
+        image = build_image(client, f"{EXAMPLE_REPOSITORY}:latest", context=context)
         image.tag(remote, "latest")
         try:
             ecr.create_repository(repositoryName=EXAMPLE_REPOSITORY)
@@ -584,6 +595,74 @@ class Cluster:
                 raise ClusterError(f"pushing {remote}:latest failed: {event['error']}")
         client.images.remove(f"{remote}:latest")
         client.close()
+
+    # -- a client of the running cluster (the tests and benchmarks drive it as a user would) -----
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``method`` on the public REST API (``/api/v2`` + ``path``), as admin; the JSON answer."""
+        url = f"{self.api_url}/api/v2{path}"
+        response = httpx.request(method, url, headers=self.headers(), timeout=60, **kwargs)
+        if response.status_code >= 300:
+            raise ClusterError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        """Until the dag-processor has parsed ``dag_id`` (new files are found within ~5 s)."""
+        headers, url = self.headers(), f"{self.api_url}/api/v2/dags/{dag_id}"
+        deadline = time.monotonic() + timeout
+        while httpx.get(url, headers=headers, timeout=30).status_code != 200:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the dag-processor did not parse {dag_id} in {timeout:.0f} s")
+            time.sleep(1)
+
+    def write_dag(self, dag_id: str, body: str, timeout: float = 120) -> None:
+        """``body`` as ``<dags>/<dag_id>.py``; returns once the DAG is parsed."""
+        (self.dags / f"{dag_id}.py").write_text(body)
+        self.wait_for_dag(dag_id, timeout)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        body = {"logical_date": None, "conf": conf or {}}
+        return str(self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """The run's final state (success or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = str(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+            if state in ("success", "failed"):
+                return state
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{dag_id} {run_id} still {state} after {timeout:.0f} s")
+            time.sleep(1)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        found = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+        return list(found["task_instances"])
+
+    def task_logs(self, dag_id: str, run_id: str) -> str:
+        """Every task log of the run (the shared log folder) as text: one line per record, the
+        message, and each exception as ``Type: message``."""
+        folder = self.logs / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        lines: list[str] = []
+        for path in sorted(folder.rglob("*.log")):
+            for raw in path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    lines.append(raw)
+                    continue
+                lines.append(str(record.get("event")))
+                errors = record.get("error_detail") or []
+                lines.extend(f"{error.get('exc_type')}: {error.get('exc_value')}" for error in errors)
+        return "\n".join(lines)
+
+    def token_calls(self) -> int:
+        """GetAuthorizationToken calls the cluster's ECR has served."""
+        body = httpx.get(f"{self.ecr_api_url}/_airdock/status", timeout=10).json()
+        return int(body["counters"].get("GetAuthorizationToken", 0))
 
     # -- down, status, env ---------------------------------------------------------------------
 
@@ -678,16 +757,18 @@ def check_packages() -> None:
     if missing:
         names = " ".join(missing)
         raise ClusterError(f"missing Debian packages: {names} (apt-get install {names})")
-    try:
-        import airflow.providers.celery  # noqa: F401
-        import psycopg2  # noqa: F401
-    except ImportError as exc:
-        raise ClusterError(f"missing Python package ({exc.name}): run `make install`") from exc
+    for module in ("airflow.providers.celery", "psycopg2", "asyncpg"):  # found, not imported
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise ClusterError(f"missing Python package ({module}): run `make install`")
 
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    root = Path(os.environ.get("AIRDOCK_CLUSTER_DIR") or ROOT / ".airdock" / "cluster")
+    root = Path(os.environ.get("AIRDOCK_CLUSTER_DIR") or Path.cwd() / ".airdock" / "cluster")
     if command not in ("up", "down", "status", "env"):
         print("usage: scripts/cluster.sh up|down|status|env", file=sys.stderr)
         return 2

@@ -1,0 +1,197 @@
+"""Faults on the local cluster, each with nothing lost: every task succeeds or fails with one line,
+no container is left behind after the sweep, no container runs twice.
+
+Each test prints one line: what was done, what happened, what was checked.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import WORKERS, ClusterHandle
+
+pytestmark = pytest.mark.cluster
+
+LABEL = "airdock.dag_id"
+
+FAULT_DAGS = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airdock.airflow import ContainerOperator, DockerHygieneOperator
+
+IMAGE = "{registry}/airdock-demo/scraper:latest"
+
+def job(task_id, seconds, **kwargs):
+    return ContainerOperator(
+        task_id=task_id,
+        image=IMAGE,
+        entrypoint=["sh", "-c"],
+        command=[f"echo job-started; sleep {{seconds}}; echo job-finished"],
+        run_on="docker",
+        deferrable=False,
+        **kwargs,
+    )
+
+def dag(dag_id):
+    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+
+for worker in ("worker-1", "worker-2"):
+    # pinned to one host: a retry after the worker died runs on the same engine, and reattaches
+    with dag(f"airdock_fault_worker_dies_{{worker}}"):
+        job("job", 40, queue=worker, retries=1, retry_delay=timedelta(seconds=1))
+    with dag(f"airdock_fault_engine_restart_{{worker}}"):
+        job("job", 60, queue=worker, retries=0)
+    with dag(f"airdock_fault_sweep_{{worker}}"):
+        DockerHygieneOperator(task_id="sweep", queue=worker, collect_images=False)
+
+with dag("airdock_fault_scheduler_restart"):
+    for n in range(4):
+        job(f"job_{{n}}", 20)
+"""
+DAG_IDS = [
+    *(
+        f"airdock_fault_{kind}_{worker}"
+        for kind in ("worker_dies", "engine_restart", "sweep")
+        for worker in WORKERS
+    ),
+    "airdock_fault_scheduler_restart",
+]
+
+
+@pytest.fixture(scope="module")
+def fault_dags(cluster: ClusterHandle) -> ClusterHandle:
+    (cluster.dags / "airdock_faults.py").write_text(FAULT_DAGS.format(registry=cluster.registry_host))
+    for dag_id in DAG_IDS:
+        cluster.wait_for_dag(dag_id)
+    return cluster
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.3)
+    return value
+
+
+def containers(cluster: ClusterHandle, worker: str, dag_id: str, *, running: bool = False) -> list[Any]:
+    client = cluster.engine(worker)
+    try:
+        return list(client.containers.list(all=not running, filters={"label": f"{LABEL}={dag_id}"}))
+    finally:
+        client.close()
+
+
+def created(cluster: ClusterHandle, worker: str, dag_id: str, since: int) -> int:
+    """Containers of ``dag_id`` the worker's engine created since ``since`` (its event log)."""
+    client = cluster.engine(worker)
+    try:
+        events = client.api.events(
+            since=since, until=int(time.time()) + 1, decode=True,
+            filters={"type": "container", "event": "create", "label": f"{LABEL}={dag_id}"},
+        )  # fmt: skip
+        return len(list(events))
+    finally:
+        client.close()
+
+
+def tries(cluster: ClusterHandle, dag_id: str, run_id: str) -> dict[str, int]:
+    return {task["task_id"]: task["try_number"] for task in cluster.task_instances(dag_id, run_id)}
+
+
+def test_a_worker_killed_while_its_container_runs_is_retried_by_reattaching_on_the_same_host(
+    fault_dags: ClusterHandle,
+) -> None:
+    cluster, worker = fault_dags, "worker-1"
+    dag_id = f"airdock_fault_worker_dies_{worker}"
+    since = int(time.time())
+    run_id = cluster.trigger(dag_id)
+    wait_until(lambda: containers(cluster, worker, dag_id, running=True), 180, "the job's container runs")
+    time.sleep(2)
+
+    cluster.kill(worker)  # the Celery worker, its pool and the task process: nobody reports the task
+    cluster.up_again()  # the host comes back (a new worker process on the same engine)
+    state = cluster.wait(dag_id, run_id, timeout=300)
+
+    logs = cluster.task_logs(dag_id, run_id)
+    made = created(cluster, worker, dag_id, since)
+    left = containers(cluster, worker, dag_id)
+    print(
+        f"\nworker SIGKILLed mid-run: run {state}, tries {tries(cluster, dag_id, run_id)}, "
+        f"containers created {made}, left {len(left)}; checked: the retry reattached, one container"
+    )
+    assert state == "success", logs[-4000:]
+    assert tries(cluster, dag_id, run_id) == {"job": 2}, "the retry ran"
+    assert "still running" in logs, logs[-4000:]
+    assert "job-finished" in logs
+    assert made == 1, "exactly one container ran"
+    assert left == [], "the retry removed it when it ended"
+
+
+def test_the_workers_engine_restarted_mid_run_fails_the_task_in_one_line_and_the_sweep_removes_the_rest(
+    fault_dags: ClusterHandle,
+) -> None:
+    cluster, worker = fault_dags, "worker-2"
+    dag_id = f"airdock_fault_engine_restart_{worker}"
+    since = int(time.time())
+    run_id = cluster.trigger(dag_id)
+    running = wait_until(lambda: containers(cluster, worker, dag_id, running=True), 180, "the container runs")
+    container_id = running[0].id
+
+    cluster.kill(f"dockerd-{worker}", signal.SIGTERM)  # as an init system stops it: its containers stop
+    cluster.up_again()  # and it comes back
+    state = cluster.wait(dag_id, run_id, timeout=300)
+    logs = cluster.task_logs(dag_id, run_id)
+    errors = re.findall(r"^(\w+(?:Exception|Error)): (.*)$", logs, re.MULTILINE)
+
+    sweep_id = cluster.trigger(f"airdock_fault_sweep_{worker}")
+    sweep = cluster.wait(f"airdock_fault_sweep_{worker}", sweep_id, timeout=300)
+    sweep_logs = cluster.task_logs(f"airdock_fault_sweep_{worker}", sweep_id)
+    left = containers(cluster, worker, dag_id)
+    made = created(cluster, worker, dag_id, since)
+    print(
+        f"\n{worker}'s dockerd restarted mid-run: run {state} ({errors[-1][1][:80] if errors else '-'}...); "
+        f"sweep {sweep}, containers created {made}, left {len(left)}; checked: one line, nothing left"
+    )
+    assert state == "failed", logs[-4000:]
+    assert errors and errors[-1][1].startswith(
+        f"the Docker engine at {cluster.engine_url(worker)} stopped answering "
+        f"while container {container_id[:12]} ran: "
+    ), logs[-4000:]
+    assert made == 1, "no second container"
+    assert sweep == "success", sweep_logs[-4000:]
+    assert left == [], "the sweep removed the container the failed task left"
+
+
+def test_the_scheduler_restarted_while_tasks_run_loses_and_repeats_nothing(fault_dags: ClusterHandle) -> None:
+    cluster = fault_dags
+    dag_id = "airdock_fault_scheduler_restart"
+    since = int(time.time())
+    run_id = cluster.trigger(dag_id)
+
+    def running() -> int:
+        return sum(len(containers(cluster, worker, dag_id, running=True)) for worker in WORKERS)
+
+    wait_until(lambda: running() >= 2, 180, "the jobs' containers run")
+    cluster.kill("scheduler")
+    time.sleep(3)
+    cluster.up_again()  # a new scheduler adopts the running tasks
+    state = cluster.wait(dag_id, run_id, timeout=300)
+
+    made = sum(created(cluster, worker, dag_id, since) for worker in WORKERS)
+    attempts = tries(cluster, dag_id, run_id)
+    print(
+        f"\nscheduler SIGKILLed with {dag_id}'s tasks running: run {state}, tries {attempts}, "
+        f"containers created {made}; checked: all succeed once, none twice"
+    )
+    assert state == "success", cluster.task_logs(dag_id, run_id)[-4000:]
+    assert attempts == {f"job_{n}": 1 for n in range(4)}, "no task ran twice"
+    assert made == 4, "one container per task"
