@@ -10,6 +10,7 @@ the shared log folder. Its tests run last (tests/conftest.py), and it stops when
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,12 +47,24 @@ class ClusterHandle(Cluster):
 
         return docker.DockerClient(base_url=self.engine_url(worker), timeout=60)
 
-    def kill(self, component: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Signal the component's whole process group (a worker: its pool and task processes too)
-        and wait until its leader is gone."""
+    def kill(self, component: str, sig: signal.Signals = signal.SIGKILL, *, tree: bool = True) -> None:
+        """Signal the component and (``tree``) every process under it at once (a worker: its pool,
+        the task supervisors and the task processes, which have process groups of their own), then
+        wait until the component is gone. ``tree=False``: its leader only, as an init system stops a
+        daemon that stops its own children."""
+        import psutil
+
         pid = self.pid(component)
         assert pid is not None, f"{component} does not run"
-        os.killpg(pid, sig)
+        if not tree:
+            os.kill(pid, sig)
+        else:
+            members = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+            for member in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member, sig)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
         deadline = time.monotonic() + 60
         while self.pid(component) == pid:
             assert time.monotonic() < deadline, f"{component} (pid {pid}) did not end"

@@ -146,7 +146,7 @@ def test_the_workers_engine_restarted_mid_run_fails_the_task_in_one_line_and_the
     running = wait_until(lambda: containers(cluster, worker, dag_id, running=True), 180, "the container runs")
     container_id = running[0].id
 
-    cluster.kill(f"dockerd-{worker}", signal.SIGTERM)  # as an init system stops it: its containers stop
+    cluster.kill(f"dockerd-{worker}", signal.SIGTERM, tree=False)  # it stops its containers, then itself
     cluster.up_again()  # and it comes back
     state = cluster.wait(dag_id, run_id, timeout=300)
     logs = cluster.task_logs(dag_id, run_id)

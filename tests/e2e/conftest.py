@@ -45,8 +45,9 @@ def airflow_home(airflow_template: Path, tmp_path_factory: pytest.TempPathFactor
 @dataclass
 class DagRun:
     state: str | None
-    output: str
+    output: str  # what the run printed, then (executor runs) its task log files as text
     returncode: int
+    task_log: str = ""  # executor runs: the task log files alone, each record once
 
 
 def aws_connection_env(stack: StackHandle) -> dict[str, str]:
@@ -189,9 +190,10 @@ def run_dag(
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
     output = result.stdout + result.stderr
     match = _STATE.search(output)
+    logged = ""
     if deployment is not None and (run_id := _RUN_ID.search(output)):
-        output += task_logs(deployment.home, dag_id, run_id.group(1))
-    return DagRun(match.group(1) if match else None, output, result.returncode)
+        logged = task_logs(deployment.home, dag_id, run_id.group(1))
+    return DagRun(match.group(1) if match else None, output + logged, result.returncode, logged)
 
 
 def task_logs(home: Path, dag_id: str, run_id: str) -> str:
