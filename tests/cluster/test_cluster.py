@@ -6,7 +6,9 @@ Each test prints one line: what was done, what happened, what was checked.
 from __future__ import annotations
 
 import collections
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.cluster.conftest import WORKERS, ClusterHandle
@@ -55,16 +57,56 @@ def test_twenty_mapped_tasks_spread_over_both_workers_with_one_token_call_per_ho
     assert logs.count('"pages": 20') >= 1 and logs.count("scraper: done") == 20
 
 
+def rehearse(cluster: ClusterHandle, **faults: Any) -> dict[str, Any]:
+    """Arm faults on the cluster's ECR (the local stack's rehearsal route)."""
+    response = httpx.post(f"{cluster.ecr_api_url}/_airdock/rehearsal", json=faults, timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def test_ecr_throttling_five_calls_delays_the_tokens_and_fails_no_task(cluster: ClusterHandle) -> None:
+    """The fan-out again, every host's cache empty and ECR answering ThrottlingException 5 times."""
+    cluster.wait_for_dag("airdock_cluster_fanout")
+    cluster.forget_tokens()
+    before, refused = cluster.token_calls(), rehearse(cluster)["throttled_calls"]
+    rehearse(cluster, throttle={"ecr:GetAuthorizationToken": 5})
+    try:
+        run_id = cluster.trigger("airdock_cluster_fanout")
+        state = cluster.wait("airdock_cluster_fanout", run_id, timeout=600)
+    finally:
+        left = rehearse(cluster, throttle={"ecr:GetAuthorizationToken": 0})
+    throttled = left["throttled_calls"] - refused
+    tasks = cluster.task_instances("airdock_cluster_fanout", run_id)
+    hosts = {task["hostname"] for task in tasks}
+    logs = cluster.task_logs("airdock_cluster_fanout", run_id)
+    print(
+        f"\nECR throttling 5 GetAuthorizationToken calls during a 20-task fan-out: run {state}, "
+        f"{throttled} calls refused, {cluster.token_calls() - before} served for {len(hosts)} hosts; "
+        "checked: backoff, no task failed or retried"
+    )
+    assert state == "success", logs[-4000:]
+    assert throttled == 5, "every armed refusal was met (else this proves nothing)"
+    assert all(task["state"] == "success" and task["try_number"] == 1 for task in tasks)
+    assert cluster.token_calls() - before == len(hosts)
+    assert "ECR throttled GetAuthorizationToken" in logs
+
+
 def test_the_example_dags_run_unchanged(cluster: ClusterHandle) -> None:
-    """The scraper (private image, no credential upkeep), the connection sync (through the api-server's
-    REST API: a worker has no ORM) and the hygiene DAG (one task on each worker's queue)."""
+    """The scraper (private image, no credential upkeep) across a token's expiry (20-second tokens,
+    a 25-second pause), the connection sync (through the api-server's REST API: a worker has no ORM)
+    and the hygiene DAG (one task on each worker's queue)."""
+    cluster.forget_tokens()
+    rehearse(cluster, token_ttl_seconds=20)
     names = ("scraper", "ecr_connection_sync", "docker_hygiene")
     scraper, sync, hygiene = (f"airdock_example_{name}" for name in names)
     runs = {}
     for dag_id in (scraper, sync, hygiene):
         cluster.wait_for_dag(dag_id)
         runs[dag_id] = cluster.trigger(dag_id)
-    states = {dag_id: cluster.wait(dag_id, run_id, timeout=600) for dag_id, run_id in runs.items()}
+    try:
+        states = {dag_id: cluster.wait(dag_id, run_id, timeout=600) for dag_id, run_id in runs.items()}
+    finally:
+        rehearse(cluster, token_ttl_seconds=None)
 
     hygiene_tasks = cluster.task_instances(hygiene, runs[hygiene])
     where = {task["task_id"]: (task["queue"], task["hostname"]) for task in hygiene_tasks}
@@ -76,3 +118,4 @@ def test_the_example_dags_run_unchanged(cluster: ClusterHandle) -> None:
     assert where == {f"docker_hygiene_{worker}": (worker, worker) for worker in WORKERS}
     assert f"written to the Airflow API at {cluster.api_url}" in sync_logs or "still valid until" in sync_logs
     assert scraper_logs.count("scraper: done") == 2
+    assert f"renewed the ECR token for {cluster.registry_host}: the cached one expired" in scraper_logs

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -33,6 +35,11 @@ from airdock.errors import AccessDeniedError, RegistryAuthError
 from airdock.images import EcrRegistry
 
 GET_TOKEN_ACTION = "ecr:GetAuthorizationToken"  # noqa: S105 - an IAM action name
+# AWS's answers to too many calls: retried with backoff beyond botocore's own attempts, so a burst
+# of throttling (many hosts renewing at once) delays a task instead of failing it.
+THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
+THROTTLE_RETRIES = 6
+log = logging.getLogger(__name__)
 _TOKEN_VALUE = re.compile(r"""(authorizationToken['"]?\s*[:=]\s*['"]?)[A-Za-z0-9+/=_-]+""")
 REDACTED = "***"
 # botocore's loggers that write response bodies (and parsed responses) at DEBUG.
@@ -80,10 +87,31 @@ class EcrTokenSource:
         client: Any,
         where: str = "the AWS credential chain",
         on_secret: Callable[[str], None] | None = None,
+        *,
+        throttle_retries: int = THROTTLE_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._where = where
         self._on_secret = on_secret
+        self._throttle_retries = throttle_retries
+        self._sleep = sleep
+
+    def _call(self, label: str, kwargs: dict[str, Any]) -> Any:
+        """GetAuthorizationToken; a throttled answer is retried with jittered exponential backoff
+        (0.5 s doubling, at most 8 s) up to ``throttle_retries`` times."""
+        for attempt in range(self._throttle_retries + 1):
+            try:
+                return self._client.get_authorization_token(**kwargs)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in THROTTLED_CODES or attempt == self._throttle_retries:
+                    raise
+                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                message = "ECR throttled GetAuthorizationToken for %s (%s): retrying in %.1f s"
+                log.info(message, label, code, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def fetch(self, registry: EcrRegistry | None) -> RegistryCredentials:
         """Call GetAuthorizationToken for ``registry`` (its account when the host names one).
@@ -96,7 +124,7 @@ class EcrTokenSource:
         if registry is not None and registry.account_id:
             kwargs["registryIds"] = [registry.account_id]
         try:
-            reply = self._client.get_authorization_token(**kwargs)
+            reply = self._call(label, kwargs)
         except NoCredentialsError:
             raise RegistryAuthError(
                 f"no AWS credentials found for ECR registry {label} in {self._where}: give the "
@@ -119,6 +147,12 @@ class EcrTokenSource:
                     f"access denied: the AWS identity from {self._where} may not call {GET_TOKEN_ACTION} "
                     f'(registry {label}); allow it on resource "*" in its IAM policy',
                     action=GET_TOKEN_ACTION,
+                ) from None
+            if code in THROTTLED_CODES:
+                raise RegistryAuthError(
+                    f"ECR kept throttling GetAuthorizationToken for {label} ({code}) through "
+                    f"{self._throttle_retries} retries: too many hosts renew at once, or another client "
+                    "uses the account's ECR rate; the task's retry will try again"
                 ) from None
             if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
                 raise RegistryAuthError(

@@ -55,6 +55,7 @@ class StackStatus:
     counters: dict[str, int]
     ecs_tasks: dict[str, int] = field(default_factory=dict)  # last status → count
     log_events: int = 0
+    rehearsal: dict[str, Any] = field(default_factory=dict)  # faults armed on request (api/rehearsal.py)
 
     @property
     def running(self) -> bool:
@@ -94,6 +95,7 @@ class StackStatus:
             },
             "logs": {"events": self.log_events},
             "counters": self.counters,
+            "rehearsal": self.rehearsal,
         }
 
 
@@ -177,13 +179,15 @@ class LocalStack:
         counters: dict[str, int] = {}
         ecs_tasks: dict[str, int] = {}
         log_events = 0
+        rehearsal: dict[str, Any] = {}
         if settings is not None and server.alive:
             with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError, TypeError):
                 body = httpx.get(f"{settings.api_url}/_airdock/status", timeout=5).json()
                 counters = {str(k): int(v) for k, v in body.get("counters", {}).items()}
                 ecs_tasks = {str(k): int(v) for k, v in body.get("ecs_tasks", {}).items()}
                 log_events = int(body.get("log_events", 0))
-        return StackStatus(settings, registry, server, counters, ecs_tasks, log_events)
+                rehearsal = dict(body.get("rehearsal", {}))
+        return StackStatus(settings, registry, server, counters, ecs_tasks, log_events, rehearsal)
 
     # -- lifecycle ------------------------------------------------------------------------
     def up(self, overrides: dict[str, Any], progress: Progress = _quiet) -> StackStatus:

@@ -8,6 +8,7 @@ from airdock.local.api.ecr import ecr_service
 from airdock.local.api.ecs import EcsBackend, TaskLauncher, ecs_service
 from airdock.local.api.logs import logs_service
 from airdock.local.api.protocol import create_api_app
+from airdock.local.api.rehearsal import Rehearsal
 from airdock.local.ecs_store import EcsStore
 from airdock.local.logstore import LogStore
 from airdock.local.registry import RegistryStorage
@@ -27,6 +28,7 @@ def create_stack_api(
 ) -> Starlette:
     """Every service of the stack on ``settings.api_port``, and the status route the CLI reads."""
     ecs = EcsBackend(settings=settings, store=ecs_store, launcher=launcher, bump=store.bump)
+    rehearsal = Rehearsal()
 
     def status() -> dict[str, object]:
         return {
@@ -36,11 +38,12 @@ def create_stack_api(
             "counters": store.counters(),
             "ecs_tasks": ecs_store.tasks_by_status(),
             "log_events": log_store.event_count(),
+            "rehearsal": rehearsal.describe(),
         }
 
     services = [
-        ecr_service(settings, store, storage),
+        ecr_service(settings, store, storage, rehearsal),
         ecs_service(ecs),
         logs_service(log_store, account_id=settings.account_id, region=settings.region),
     ]
-    return create_api_app(services, status)
+    return create_api_app(services, status, rehearsal)

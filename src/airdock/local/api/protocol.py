@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from airdock.local.api.errors import ApiError, serialization_error
 from airdock.local.api.params import JsonObject, type_error
+from airdock.local.api.rehearsal import REHEARSAL_PATH, Rehearsal
 
 __all__ = ["CONTENT_TYPE", "MAX_BODY_BYTES", "STATUS_PATH", "JsonService", "create_api_app"]
 
@@ -112,8 +113,13 @@ def _response(status: int, body: JsonObject, request_id: str, error: str | None 
     )
 
 
-def create_api_app(services: Sequence[JsonService], status: Callable[[], Mapping[str, object]]) -> Starlette:
-    """The control plane as a Starlette app: ``services`` on ``POST /``, ``status()`` on the status path."""
+def create_api_app(
+    services: Sequence[JsonService],
+    status: Callable[[], Mapping[str, object]],
+    rehearsal: Rehearsal | None = None,
+) -> Starlette:
+    """The control plane as a Starlette app: ``services`` on ``POST /``, ``status()`` on the status
+    path, and (given ``rehearsal``) the faults it plays on request at the rehearsal path."""
     by_prefix = {service.target_prefix: service for service in services}
 
     def claimed(request: Request) -> tuple[JsonService | None, str]:
@@ -131,6 +137,8 @@ def create_api_app(services: Sequence[JsonService], status: Callable[[], Mapping
             check_signature_shape(request)
             service, op = operation_name(request, services)
             log, name = service.log, service.name
+            if rehearsal is not None and rehearsal.throttled(service.name, op):
+                raise ApiError("ThrottlingException", "Rate exceeded (rehearsed)")
             body = await request.body()
             if len(body) > MAX_BODY_BYTES:
                 raise serialization_error(f"The request body is larger than {MAX_BODY_BYTES} bytes")
@@ -150,6 +158,17 @@ def create_api_app(services: Sequence[JsonService], status: Callable[[], Mapping
     async def status_route(request: Request) -> Response:
         return JSONResponse(dict(await run_in_threadpool(status)))
 
+    async def rehearse(request: Request) -> Response:
+        assert rehearsal is not None
+        try:
+            armed = rehearsal.apply(parse_body(await request.body()))
+        except ApiError as err:
+            return _response(
+                err.status, {"__type": err.code, "message": err.message}, str(uuid.uuid4()), err.code
+            )
+        logging.getLogger("airdock.local.api").info("rehearsal armed: %s", armed)
+        return JSONResponse(armed)
+
     async def unknown(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         logging.getLogger("airdock.local.api").info(
@@ -165,6 +184,7 @@ def create_api_app(services: Sequence[JsonService], status: Callable[[], Mapping
         routes=[
             Route("/", dispatch, methods=["POST"]),
             Route(STATUS_PATH, status_route, methods=["GET"]),
+            *([Route(REHEARSAL_PATH, rehearse, methods=["POST"])] if rehearsal is not None else []),
             Route("/{path:path}", unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         ]
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from airdock.local.api.errors import ApiError
 from airdock.local.api.params import JsonObject, Params
+from airdock.local.api.rehearsal import Rehearsal
 from airdock.local.registry import ImageRecord, RegistryStorage
 from airdock.local.settings import StackSettings
 from airdock.local.store import Repository, Store
@@ -51,6 +52,7 @@ class Backend:
     settings: StackSettings
     store: Store
     storage: RegistryStorage
+    rehearsal: Rehearsal | None = None  # faults played on request (throttling, token lifetime)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

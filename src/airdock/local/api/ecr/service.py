@@ -30,6 +30,7 @@ from airdock.local.api.errors import ApiError, invalid_parameter
 from airdock.local.api.params import JsonObject, Params
 from airdock.local.api.protocol import JsonService
 from airdock.local.api.protocol import create_api_app as create_protocol_app
+from airdock.local.api.rehearsal import Rehearsal
 from airdock.local.iam_simulation import denial_message
 from airdock.local.registry import RegistryStorage
 from airdock.local.settings import StackSettings
@@ -43,7 +44,8 @@ log = logging.getLogger("airdock.local.api.ecr")
 def get_authorization_token(backend: Backend, params: Params) -> JsonObject:
     params.strings("registryIds", min_len=1, max_len=10)  # checked against this registry by dispatch
     backend.store.bump("GetAuthorizationToken")
-    issued = backend.store.issue_token(backend.settings.token_ttl_seconds)
+    rehearsed = backend.rehearsal.token_ttl_seconds if backend.rehearsal is not None else None
+    issued = backend.store.issue_token(rehearsed or backend.settings.token_ttl_seconds)
     token = base64.b64encode(f"AWS:{issued.password}".encode()).decode()
     return {
         "authorizationData": [
@@ -106,9 +108,11 @@ def check_denied(backend: Backend, op: str, params: Params) -> None:
         )
 
 
-def ecr_service(settings: StackSettings, store: Store, storage: RegistryStorage) -> JsonService:
+def ecr_service(
+    settings: StackSettings, store: Store, storage: RegistryStorage, rehearsal: Rehearsal | None = None
+) -> JsonService:
     """The ECR control plane as a JSON 1.1 service of the local stack's API app."""
-    backend = Backend(settings=settings, store=store, storage=storage)
+    backend = Backend(settings=settings, store=store, storage=storage, rehearsal=rehearsal)
     return JsonService(
         name="ecr",
         target_prefix=TARGET_PREFIX,

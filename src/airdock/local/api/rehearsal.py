@@ -1,0 +1,66 @@
+"""Faults the local stack plays on request, to rehearse them (not AWS): ``POST /_airdock/rehearsal``.
+
+``{"throttle": {"ecr:GetAuthorizationToken": 5}}`` answers the next 5 such calls with AWS's
+``ThrottlingException``, as ECR does when an account calls too often; ``{"token_ttl_seconds": 20}``
+makes the registry tokens issued from now on last 20 s (``null``: the stack's setting again).
+The answer, and the status route's ``rehearsal``, say what is armed and how many calls it refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from airdock.local.api.errors import ApiError
+
+__all__ = ["REHEARSAL_PATH", "Rehearsal"]
+
+REHEARSAL_PATH = "/_airdock/rehearsal"
+
+
+@dataclass
+class Rehearsal:
+    throttles: dict[str, int] = field(default_factory=dict)  # "ecr:GetAuthorizationToken" → still to refuse
+    token_ttl_seconds: float | None = None
+    throttled_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, body: Any) -> dict[str, Any]:
+        """Arm what ``body`` asks (validated whole before anything changes); what is armed now."""
+        if not isinstance(body, dict) or set(body) - {"throttle", "token_ttl_seconds"}:
+            raise ApiError(
+                "ValidationException",
+                'expected {"throttle": {"service:Operation": n}, "token_ttl_seconds": s}',
+            )
+        throttle = body.get("throttle", {})
+        if not isinstance(throttle, dict) or not all(
+            isinstance(k, str) and ":" in k and isinstance(v, int) and v >= 0 for k, v in throttle.items()
+        ):
+            raise ApiError("ValidationException", 'throttle: {"<service>:<Operation>": <calls ≥ 0>}')
+        ttl = body.get("token_ttl_seconds", self.token_ttl_seconds)
+        if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
+            raise ApiError("ValidationException", "token_ttl_seconds: a positive number, or null")
+        with self._lock:
+            self.throttles.update(throttle)
+            self.token_ttl_seconds = None if ttl is None else float(ttl)
+        return self.describe()
+
+    def throttled(self, service: str, operation: str) -> bool:
+        """Whether this call is one to refuse (and count it)."""
+        key = f"{service}:{operation}"
+        with self._lock:
+            left = self.throttles.get(key, 0)
+            if left <= 0:
+                return False
+            self.throttles[key] = left - 1
+            self.throttled_calls += 1
+            return True
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "throttle": {k: v for k, v in self.throttles.items() if v > 0},
+                "token_ttl_seconds": self.token_ttl_seconds,
+                "throttled_calls": self.throttled_calls,
+            }

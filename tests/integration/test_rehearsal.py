@@ -1,0 +1,80 @@
+"""The local stack's rehearsal route: throttled ECR calls and a shorter token lifetime, on request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from airdock.local import settings as local_settings
+from tests.conftest import StackHandle, airdock, start_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    """A stack of its own: what is armed here must not reach other tests."""
+    handle = start_stack(tmp_path_factory.mktemp("rehearsal"))
+    yield handle
+    airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
+
+
+def rehearse(stack: StackHandle, body: object) -> httpx.Response:
+    return httpx.post(f"{stack.settings.api_url}/_airdock/rehearsal", json=body, timeout=10)
+
+
+def ecr_without_retries(stack: StackHandle) -> object:
+    return boto3.client(
+        "ecr", endpoint_url=stack.settings.api_url, region_name=stack.settings.region,
+        aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )  # fmt: skip
+
+
+def test_armed_throttling_refuses_that_many_calls_then_serves(own_stack: StackHandle) -> None:
+    ecr = ecr_without_retries(own_stack)
+    armed = rehearse(own_stack, {"throttle": {"ecr:GetAuthorizationToken": 2}})
+    assert armed.status_code == 200 and armed.json()["throttle"] == {"ecr:GetAuthorizationToken": 2}
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            ecr.get_authorization_token()  # type: ignore[attr-defined]
+        assert refused.value.response["Error"]["Code"] == "ThrottlingException"
+    ecr.get_authorization_token()  # type: ignore[attr-defined]
+    status = own_stack.status()
+    assert status["rehearsal"]["throttled_calls"] == 2 and status["rehearsal"]["throttle"] == {}
+
+
+def test_the_token_lifetime_changes_for_tokens_issued_after(own_stack: StackHandle) -> None:
+    ecr = ecr_without_retries(own_stack)
+    assert rehearse(own_stack, {"token_ttl_seconds": 20}).status_code == 200
+    expires = ecr.get_authorization_token()["authorizationData"][0]["expiresAt"]  # type: ignore[attr-defined]
+    assert 15 < expires.timestamp() - time.time() <= 21
+    assert rehearse(own_stack, {"token_ttl_seconds": None}).json()["token_ttl_seconds"] is None
+    expires = ecr.get_authorization_token()["authorizationData"][0]["expiresAt"]  # type: ignore[attr-defined]
+    assert expires.timestamp() - time.time() > 11 * 3600
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"throttle": {"GetAuthorizationToken": 1}},  # no service
+        {"throttle": {"ecr:GetAuthorizationToken": -1}},
+        {"token_ttl_seconds": 0},
+        {"throttle": {"ecr:GetAuthorizationToken": 3}, "token_ttl_seconds": "soon"},  # nothing armed
+        {"other": 1},
+        [1],
+    ],
+)
+def test_bad_input_is_refused_and_arms_nothing(own_stack: StackHandle, body: object) -> None:
+    before = own_stack.status()["rehearsal"]
+    refused = rehearse(own_stack, body)
+    assert refused.status_code == 400
+    assert refused.json()["__type"] in ("ValidationException", "SerializationException")
+    assert own_stack.status()["rehearsal"] == before
