@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cluster.conftest import WORKERS, ClusterHandle
@@ -29,13 +30,13 @@ from airdock.airflow import ContainerOperator, DockerHygieneOperator
 
 IMAGE = "{registry}/airdock-demo/scraper:latest"
 
-def job(task_id, seconds, **kwargs):
+def job(task_id, seconds, run_on="docker", **kwargs):
     return ContainerOperator(
         task_id=task_id,
         image=IMAGE,
         entrypoint=["sh", "-c"],
         command=[f"echo job-started; sleep {{seconds}}; echo job-finished"],
-        run_on="docker",
+        run_on=run_on,
         deferrable=False,
         **kwargs,
     )
@@ -43,10 +44,12 @@ def job(task_id, seconds, **kwargs):
 def dag(dag_id):
     return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
 
-for worker in ("worker-1", "worker-2"):
+for target in ("docker", "ecs"):
     # pinned to one host: a retry after the worker died runs on the same engine, and reattaches
-    with dag(f"airdock_fault_worker_dies_{{worker}}"):
-        job("job", 40, queue=worker, retries=1, retry_delay=timedelta(seconds=1))
+    with dag(f"airdock_fault_worker_dies_{{target}}"):
+        job("job", 40, run_on=target, queue="worker-1", retries=1, retry_delay=timedelta(seconds=1))
+
+for worker in ("worker-1", "worker-2"):
     with dag(f"airdock_fault_engine_restart_{{worker}}"):
         job("job", 60, queue=worker, retries=0)
     with dag(f"airdock_fault_sweep_{{worker}}"):
@@ -57,11 +60,9 @@ with dag("airdock_fault_scheduler_restart"):
         job(f"job_{{n}}", 20)
 """
 DAG_IDS = [
-    *(
-        f"airdock_fault_{kind}_{worker}"
-        for kind in ("worker_dies", "engine_restart", "sweep")
-        for worker in WORKERS
-    ),
+    "airdock_fault_worker_dies_docker",
+    "airdock_fault_worker_dies_ecs",
+    *(f"airdock_fault_{kind}_{host}" for kind in ("engine_restart", "sweep") for host in WORKERS),
     "airdock_fault_scheduler_restart",
 ]
 
@@ -107,33 +108,47 @@ def tries(cluster: ClusterHandle, dag_id: str, run_id: str) -> dict[str, int]:
     return {task["task_id"]: task["try_number"] for task in cluster.task_instances(dag_id, run_id)}
 
 
-def test_a_worker_killed_while_its_container_runs_is_retried_by_reattaching_on_the_same_host(
+def ecs_counts(cluster: ClusterHandle) -> tuple[int, int]:
+    """(ECS tasks running, RunTask calls served) on the cluster's local ECS."""
+    body = httpx.get(f"{cluster.ecr_api_url}/_airdock/status", timeout=10).json()
+    return int(body["ecs_tasks"].get("RUNNING", 0)), int(body["counters"].get("RunTask", 0))
+
+
+def test_a_worker_killed_while_its_jobs_run_is_retried_by_reattaching_on_the_same_host(
     fault_dags: ClusterHandle,
 ) -> None:
+    """A container on the worker's engine and an ECS task, both started from worker-1, when the
+    whole worker (Celery, its pool, the task supervisors and processes) is SIGKILLed."""
     cluster, worker = fault_dags, "worker-1"
-    dag_id = f"airdock_fault_worker_dies_{worker}"
-    since = int(time.time())
-    run_id = cluster.trigger(dag_id)
-    wait_until(lambda: containers(cluster, worker, dag_id, running=True), 180, "the job's container runs")
+    docker_dag, ecs_dag = "airdock_fault_worker_dies_docker", "airdock_fault_worker_dies_ecs"
+    since, (_, run_tasks) = int(time.time()), ecs_counts(cluster)
+    runs = {dag_id: cluster.trigger(dag_id) for dag_id in (docker_dag, ecs_dag)}
+    wait_until(lambda: containers(cluster, worker, docker_dag, running=True), 180, "the job's container runs")
+    wait_until(lambda: ecs_counts(cluster)[0] >= 1, 180, "the job's ECS task runs")
     time.sleep(2)
 
-    cluster.kill(worker)  # the Celery worker, its pool and the task process: nobody reports the task
+    cluster.kill(worker)  # nobody is left to report the tasks
     cluster.up_again()  # the host comes back (a new worker process on the same engine)
-    state = cluster.wait(dag_id, run_id, timeout=300)
+    states = {dag_id: cluster.wait(dag_id, run_id, timeout=300) for dag_id, run_id in runs.items()}
 
-    logs = cluster.task_logs(dag_id, run_id)
-    made = created(cluster, worker, dag_id, since)
-    left = containers(cluster, worker, dag_id)
+    logs = {dag_id: cluster.task_logs(dag_id, run_id) for dag_id, run_id in runs.items()}
+    attempts = {dag_id: tries(cluster, dag_id, run_id) for dag_id, run_id in runs.items()}
+    made = created(cluster, worker, docker_dag, since)
+    started = ecs_counts(cluster)[1] - run_tasks
+    left = containers(cluster, worker, docker_dag)
     print(
-        f"\nworker SIGKILLed mid-run: run {state}, tries {tries(cluster, dag_id, run_id)}, "
-        f"containers created {made}, left {len(left)}; checked: the retry reattached, one container"
+        f"\nworker SIGKILLed with a container and an ECS task running: runs {states}, tries {attempts}, "
+        f"containers created {made} (left {len(left)}), ECS tasks started {started}; "
+        "checked: the retries reattached, one job each"
     )
-    assert state == "success", logs[-4000:]
-    assert tries(cluster, dag_id, run_id) == {"job": 2}, "the retry ran"
-    assert "still running" in logs, logs[-4000:]
-    assert "job-finished" in logs
+    for dag_id in runs:
+        assert states[dag_id] == "success", logs[dag_id][-4000:]
+        assert attempts[dag_id] == {"job": 2}, "the retry ran"
+        assert "still running" in logs[dag_id], logs[dag_id][-4000:]
+        assert "job-finished" in logs[dag_id]
     assert made == 1, "exactly one container ran"
-    assert left == [], "the retry removed it when it ended"
+    assert started == 1, "exactly one ECS task ran"
+    assert left == [], "the retry removed the container when it ended"
 
 
 def test_the_workers_engine_restarted_mid_run_fails_the_task_in_one_line_and_the_sweep_removes_the_rest(
@@ -141,13 +156,13 @@ def test_the_workers_engine_restarted_mid_run_fails_the_task_in_one_line_and_the
 ) -> None:
     cluster, worker = fault_dags, "worker-2"
     dag_id = f"airdock_fault_engine_restart_{worker}"
-    since = int(time.time())
     run_id = cluster.trigger(dag_id)
     running = wait_until(lambda: containers(cluster, worker, dag_id, running=True), 180, "the container runs")
     container_id = running[0].id
 
     cluster.kill(f"dockerd-{worker}", signal.SIGTERM, tree=False)  # it stops its containers, then itself
-    cluster.up_again()  # and it comes back
+    cluster.up_again()  # and it comes back (its event log starts again: count from here)
+    since = int(time.time())
     state = cluster.wait(dag_id, run_id, timeout=300)
     logs = cluster.task_logs(dag_id, run_id)
     errors = re.findall(r"^(\w+(?:Exception|Error)): (.*)$", logs, re.MULTILINE)
@@ -159,14 +174,15 @@ def test_the_workers_engine_restarted_mid_run_fails_the_task_in_one_line_and_the
     made = created(cluster, worker, dag_id, since)
     print(
         f"\n{worker}'s dockerd restarted mid-run: run {state} ({errors[-1][1][:80] if errors else '-'}...); "
-        f"sweep {sweep}, containers created {made}, left {len(left)}; checked: one line, nothing left"
+        f"sweep {sweep}, containers created after the restart {made}, left {len(left)}; "
+        "checked: one line, nothing left"
     )
     assert state == "failed", logs[-4000:]
     assert errors and errors[-1][1].startswith(
         f"the Docker engine at {cluster.engine_url(worker)} stopped answering "
         f"while container {container_id[:12]} ran: "
     ), logs[-4000:]
-    assert made == 1, "no second container"
+    assert len(running) == 1 and made == 0, "no second container"
     assert sweep == "success", sweep_logs[-4000:]
     assert left == [], "the sweep removed the container the failed task left"
 

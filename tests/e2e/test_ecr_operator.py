@@ -306,8 +306,8 @@ def test_an_unwritable_token_cache_never_fails_the_task(
         subprocess.run(["chattr", "-i", str(frozen)], check=False)
     assert run.state == "success", run.output[-4000:]
     assert "job-ran-from-private-image" in run.output
-    warnings = [line for line in run.output.splitlines() if "cannot be written" in line]
-    assert len(warnings) == 1, warnings
+    warnings = [line for line in run.task_log.splitlines() if "cannot be written" in line]
+    assert len(warnings) == 1, warnings  # the task's log file: each record once
     assert f"the token cache directory {frozen} cannot be written" in warnings[0]
     assert "[airdock] token_cache_dir" in warnings[0]
     assert list(frozen.iterdir()) == []

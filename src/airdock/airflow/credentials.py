@@ -116,7 +116,8 @@ class AirflowEcrCredentials(CachedCredentials):
         )
 
     def _fetch_token(self) -> RegistryCredentials:
-        return EcrTokenSource(self.hook.conn, where=self._where, on_secret=mask_secret).fetch(self.registry)
+        source = EcrTokenSource(self.hook.conn, where=self._where, on_secret=mask_secret, log=self._log)
+        return source.fetch(self.registry)
 
     def _seen(self, result: CachedToken) -> None:
         for form in result.credentials.secret_forms():  # cached tokens too: a new process masks anew

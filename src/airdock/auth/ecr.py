@@ -39,7 +39,7 @@ GET_TOKEN_ACTION = "ecr:GetAuthorizationToken"  # noqa: S105 - an IAM action nam
 # of throttling (many hosts renewing at once) delays a task instead of failing it.
 THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
 THROTTLE_RETRIES = 6
-log = logging.getLogger(__name__)
+_LOG = logging.getLogger(__name__)
 _TOKEN_VALUE = re.compile(r"""(authorizationToken['"]?\s*[:=]\s*['"]?)[A-Za-z0-9+/=_-]+""")
 REDACTED = "***"
 # botocore's loggers that write response bodies (and parsed responses) at DEBUG.
@@ -90,16 +90,19 @@ class EcrTokenSource:
         *,
         throttle_retries: int = THROTTLE_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
+        log: Any = None,
     ) -> None:
         self._client = client
         self._where = where
         self._on_secret = on_secret
         self._throttle_retries = throttle_retries
         self._sleep = sleep
+        self._log = log if log is not None else _LOG  # the task's logger, when given
 
     def _call(self, label: str, kwargs: dict[str, Any]) -> Any:
-        """GetAuthorizationToken; a throttled answer is retried with jittered exponential backoff
-        (0.5 s doubling, at most 8 s) up to ``throttle_retries`` times."""
+        """GetAuthorizationToken; when botocore's own attempts (the client's retry config) all end
+        throttled, it is asked again with jittered exponential backoff (0.5 s doubling, at most 8 s)
+        up to ``throttle_retries`` times."""
         for attempt in range(self._throttle_retries + 1):
             try:
                 return self._client.get_authorization_token(**kwargs)
@@ -109,7 +112,7 @@ class EcrTokenSource:
                     raise
                 delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
                 message = "ECR throttled GetAuthorizationToken for %s (%s): retrying in %.1f s"
-                log.info(message, label, code, delay)
+                self._log.warning(message, label, code, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

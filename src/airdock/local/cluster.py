@@ -180,7 +180,6 @@ class Cluster:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airdock.airflow.hostname.from_environment",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs / "airflow"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -190,6 +189,12 @@ class Cluster:
             # reattaches to the still-running container soon; a real deployment keeps the default.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+            # Each Celery worker imports airdock before it forks its pool (as the scheduler does
+            # through airdock's plugin): task processes start without re-importing it.
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airdock.airflow.celery_config.CELERY_CONFIG",
+            # Redis redelivers a task not acknowledged within this time — a second run of a job that
+            # outlives it. A week: longer than any job (a 25-hour job must never run twice).
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "604800",
             "AIRFLOW__AIRDOCK__ECR_REGISTRIES": self.registry_host,
             "AIRFLOW__AIRDOCK__WORKER_QUEUES": ",".join(WORKERS),
             "AIRFLOW__AIRDOCK__ECS_SUBNETS": "subnet-0cluster",
@@ -269,25 +274,35 @@ class Cluster:
         return f"{lines[-1][:300] if lines else '(empty log)'} (log: {self.log(name)})"
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> bool:
-        pid = self.pid(name)
-        if pid is None:
-            (self.pids / f"{name}.pid").unlink(missing_ok=True)
-            return False
-        say(f"stopping {name} (pid {pid})")
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+        return bool(self.stop_together([name], sig, timeout))
+
+    def stop_together(
+        self, names: list[str], sig: signal.Signals = signal.SIGTERM, timeout: float = 30
+    ) -> list[str]:
+        """Signal every running one of ``names`` at once, wait for all (SIGKILL after ``timeout``);
+        the names that were running."""
+        running: dict[str, int] = {}
+        for name in names:
+            pid = self.pid(name)
+            if pid is None:
+                (self.pids / f"{name}.pid").unlink(missing_ok=True)
+                continue
+            say(f"stopping {name} (pid {pid})")
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+            running[name] = pid
         deadline = time.monotonic() + timeout
-        while self.pid(name) is not None and time.monotonic() < deadline:
+        while any(self.pid(name) is not None for name in running) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if self.pid(name) is not None:
-            say(f"{name} did not stop in {timeout:.0f} s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            time.sleep(0.5)
-        (self.pids / f"{name}.pid").unlink(missing_ok=True)
-        return True
+        for name, pid in running.items():
+            if self.pid(name) is not None:
+                say(f"{name} did not stop in {timeout:.0f} s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            (self.pids / f"{name}.pid").unlink(missing_ok=True)
+        return list(running)
 
     # -- up ------------------------------------------------------------------------------------
 
@@ -299,13 +314,16 @@ class Cluster:
         if first:
             say(f"new cluster in {self.root}")
         self.start_postgres()
+        self.seed_dags()
+        # A running api-server means a migrated DB: a restart skips it. The migration (tens of
+        # seconds) runs while the rest of the hosts come up.
+        migration = None if self.pid("api-server") else self.start_migration()
         self.start_redis()
         self.start_stack()
         for worker in WORKERS:
             self.start_engine(worker)
-        self.seed_dags()
-        if not self.pid("api-server"):  # a running api-server means a migrated DB: a restart skips it
-            self.migrate()
+        if migration is not None:
+            self.finish_migration(migration)
         self.start_airflow()
         self.create_connections()
         self.publish_example_image()
@@ -447,13 +465,18 @@ class Cluster:
             if not target.exists() or target.read_bytes() != path.read_bytes():
                 shutil.copyfile(path, target)
 
-    def migrate(self) -> None:
+    def start_migration(self) -> subprocess.Popen[str]:
         say("migrating Airflow's metadata DB on PostgreSQL (first run takes ~30 s)")
         (self.root / "airflow").mkdir(parents=True, exist_ok=True)
         env = {**self.base_env(), **self.airflow_env()}
-        argv = [AIRFLOW, "db", "migrate"]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode:
+        return subprocess.Popen(
+            [AIRFLOW, "db", "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def finish_migration(self, migration: subprocess.Popen[str]) -> None:
+        stdout, stderr = migration.communicate(timeout=600)
+        if migration.returncode:
+            done = subprocess.CompletedProcess(migration.args, migration.returncode, stdout, stderr)
             raise ClusterError(f"airflow db migrate failed: {last_line(done)}")
         passwords = self.root / "airflow" / "simple_auth_manager_passwords.json.generated"
         passwords.touch(mode=0o600)
@@ -624,6 +647,9 @@ class Cluster:
         self.wait_for_dag(dag_id, timeout)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """A manual run of ``dag_id`` (unpaused first: DAGs are paused when they appear, so the
+        examples' schedules do not start runs on their own); its run id."""
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         body = {"logical_date": None, "conf": conf or {}}
         return str(self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
 
@@ -670,10 +696,10 @@ class Cluster:
         if not (self.root / "cluster.json").exists():
             say(f"no cluster in {self.root}")
             return
-        for name, _, _ in reversed(self.components()):
-            self.stop(name, timeout=60 if name in WORKERS else 30)
-        for worker in WORKERS:
-            self.stop(f"dockerd-{worker}", timeout=60)
+        # Airflow's components together (a Celery worker waits for its running tasks: up to 60 s),
+        # then the worker hosts' engines (each stops its containers first).
+        self.stop_together([name for name, _, _ in self.components()], timeout=60)
+        self.stop_together([f"dockerd-{worker}" for worker in WORKERS], timeout=60)
         subprocess.run(
             [AIRDOCK, "local", "down", "--data-dir", str(self.root / "local")],
             env=self.base_env(), capture_output=True, check=False,
