@@ -1,7 +1,7 @@
 """The local cluster (``scripts/cluster.sh``): CeleryExecutor, PostgreSQL, two worker hosts.
 
-A throw-away cluster runs, per round, 20 mapped tasks of the example job image (pulled from the
-cluster's ECR) two ways:
+A throw-away cluster runs, per round, 20 mapped tasks of the example job image, each pulling it
+through the cluster's ECR (``pull_policy="always"``; ``force_pull=True``), two ways:
 
 - airdock: ``ContainerOperator`` — ECR tokens from GetAuthorizationToken, through each host's
   token cache (emptied before the round, as a new host or an expired token would have it);
@@ -46,13 +46,13 @@ IMAGE = "{registry}/airdock-demo/scraper:latest"
 PAGES = [{{"SCRAPER_PAGES": str(n % 5 + 1)}} for n in range({tasks})]
 
 with DAG("bench_cluster_airdock", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-    ContainerOperator.partial(task_id="scrape", image=IMAGE, run_on="docker", deferrable=False).expand(
-        environment=PAGES
-    )
+    ContainerOperator.partial(
+        task_id="scrape", image=IMAGE, pull_policy="always", run_on="docker", deferrable=False
+    ).expand(environment=PAGES)
 
 with DAG("bench_cluster_stock", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
     DockerOperator.partial(
-        task_id="scrape", image=IMAGE, docker_conn_id="docker_default", auto_remove="success"
+        task_id="scrape", image=IMAGE, docker_conn_id="docker_default", auto_remove="success", force_pull=True
     ).expand(environment=PAGES)
 """
 
@@ -99,8 +99,10 @@ def run(scale: float, repeat: int) -> list[Figure]:
             last = (up.stderr or up.stdout).strip().splitlines()[-1:]
             raise BenchmarkError(f"the cluster did not start: {last}")
         cluster = Cluster(root)
-        cluster.write_dag("bench_cluster", DAGS.format(registry=cluster.registry_host, tasks=tasks))
-        cluster.wait_for_dag("bench_cluster_stock")
+        dags = DAGS.format(registry=cluster.registry_host, tasks=tasks)
+        (cluster.dags / "bench_cluster.py").write_text(dags)
+        for dag_id in ("bench_cluster_airdock", "bench_cluster_stock"):
+            cluster.wait_for_dag(dag_id)
         ecr = boto3.client(
             "ecr", endpoint_url=cluster.ecr_api_url, region_name="us-east-1",
             aws_access_key_id=LOCAL_ACCESS_KEY_ID, aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY,
