@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from airdock.local import settings as local_settings
+from airdock.local.cluster import task_log_text
 from tests.conftest import AIRFLOW, StackHandle, free_port, make_env
 
 _STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
@@ -197,20 +198,8 @@ def run_dag(
 
 
 def task_logs(home: Path, dag_id: str, run_id: str) -> str:
-    """The run's task log files as text, one line per record — the message and each exception as
-    ``Type: message`` (what the UI shows); an executor run prints only part of them."""
-    lines: list[str] = []
-    for path in sorted((home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}").rglob("*.log")):
-        for raw in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                lines.append(raw)
-                continue
-            lines.append(f"{record.get('timestamp')} [{record.get('level')}] {record.get('event')}")
-            errors = record.get("error_detail") or []
-            lines.extend(f"{error.get('exc_type')}: {error.get('exc_value')}" for error in errors)
-    return "\n".join(["", *lines, ""])
+    """The run's task log files as text (an executor run prints only part of them)."""
+    return "\n" + task_log_text(home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}") + "\n"
 
 
 def write_dag(folder: Path, name: str, body: str) -> Path:

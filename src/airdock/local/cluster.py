@@ -669,21 +669,8 @@ class Cluster:
         return list(found["task_instances"])
 
     def task_logs(self, dag_id: str, run_id: str) -> str:
-        """Every task log of the run (the shared log folder) as text: one line per record, the
-        message, and each exception as ``Type: message``."""
-        folder = self.logs / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
-        lines: list[str] = []
-        for path in sorted(folder.rglob("*.log")):
-            for raw in path.read_text(errors="replace").splitlines():
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    lines.append(raw)
-                    continue
-                lines.append(str(record.get("event")))
-                errors = record.get("error_detail") or []
-                lines.extend(f"{error.get('exc_type')}: {error.get('exc_value')}" for error in errors)
-        return "\n".join(lines)
+        """Every task log of the run (the shared log folder) as text (``task_log_text``)."""
+        return task_log_text(self.logs / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}")
 
     def token_calls(self) -> int:
         """GetAuthorizationToken calls the cluster's ECR has served."""
@@ -749,6 +736,23 @@ class Cluster:
         env = self.airflow_env()
         env.pop("PATH")
         return "\n".join(f"export {key}={shell_quote(value)}" for key, value in sorted(env.items()))
+
+
+def task_log_text(folder: Path) -> str:
+    """Airflow's task log files under ``folder`` (JSON lines) as text: one line per record, its
+    message, and each exception as ``Type: message`` — what the UI shows."""
+    lines: list[str] = []
+    for path in sorted(folder.rglob("*.log")):
+        for raw in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                lines.append(raw)
+                continue
+            lines.append(str(record.get("event")))
+            errors = record.get("error_detail") or []
+            lines.extend(f"{error.get('exc_type')}: {error.get('exc_value')}" for error in errors)
+    return "\n".join(lines)
 
 
 def shell_quote(value: str) -> str:
