@@ -9,7 +9,7 @@ LINT_PATHS := src tests scripts $(wildcard benchmarks)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh scripts/install-constraints.txt
 	@scripts/install.sh
 	@touch $(STAMP)
 
@@ -21,7 +21,7 @@ lint: install
 
 test: lint
 	@echo "== test: unit, integration, e2e (engine, registry, local stack, Airflow) and the local cluster"
-	@scripts/engine.sh run $(BIN)/pytest $(PYTEST_ARGS)
+	@scripts/engine.sh run scripts/test.sh $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ the shared log folder. Its tests run last (tests/conftest.py), and it stops when
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -75,6 +76,36 @@ class ClusterHandle(Cluster):
         done = cluster_script(self.root, "up")
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         return done.stdout
+
+    def stack_server_pid(self) -> int:
+        """The local stack's server process: the registry gateway and the ECR/ECS API."""
+        pids = json.loads((self.root / "local" / "pids.json").read_text())
+        return int(pids["server"])
+
+    def set_worker_options(self, worker: str, section: str, options: dict[str, str]) -> dict[str, str]:
+        """Set ``options`` in the worker host's own airflow.cfg (as on a real host; the worker
+        reads them when it starts); the values they had, to set back."""
+        cfg = self.worker_dir(worker) / "airflow" / "airflow.cfg"
+        lines = cfg.read_text().splitlines(keepends=True)
+        before: dict[str, str] = {}
+        current = None
+        for n, line in enumerate(lines):
+            if line.startswith("["):
+                current = line.strip()[1:-1]
+                continue
+            key, sep, value = line.partition("=")
+            if current == section and sep and key.strip() in options:
+                before[key.strip()] = value.strip()
+                lines[n] = f"{key.strip()} = {options[key.strip()]}\n"
+        missing = set(options) - set(before)
+        assert not missing, f"no {sorted(missing)} in [{section}] of {cfg}"
+        cfg.write_text("".join(lines))
+        return before
+
+    def restart_worker(self, worker: str) -> None:
+        """A warm shutdown of the worker (SIGTERM: it finishes what runs), then `up` starts it again."""
+        self.kill(worker, signal.SIGTERM, tree=False)
+        self.up_again()
 
     def forget_tokens(self) -> None:
         """Empty every worker's host token cache: the next task on each host asks ECR once."""

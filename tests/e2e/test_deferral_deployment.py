@@ -5,7 +5,8 @@ triggerer (LocalExecutor, ``parallelism=4``, SQLite), both targets.
   worker (it succeeds);
 - N tasks each running an S-second container: deferred, the worker slots are free while the
   containers run (sampled from the metadata DB: every task deferred, none running) and the run
-  takes about S; blocking, it takes at least N·S/4. (Scaled down here; ``make bench`` runs 40 × 30 s.)
+  takes less than N·S/4, the least the same tasks blocking could take with 4 slots. (Scaled down
+  here; ``make bench`` runs 40 × 30 s both ways and measures the blocking run too.)
 - the triggerer restarts while the tasks are deferred: every task succeeds, each task log holds
   every output line exactly once, and one container / one ECS task ran per task;
 - a deferred task marked failed through the REST API: the trigger's ``on_kill`` stops its
@@ -58,14 +59,13 @@ DAGS = """
     COUNT = "i=1; while [ $i -le " + LINES + " ]; do echo line-$i; i=$((i+1)); sleep 0.2; done"
 
     for target in ("docker", "ecs"):
-        for mode in ("deferred", "blocking"):
-            with DAG(f"airdock_e2e_slots_{target}_{mode}", schedule=None, start_date=datetime(2026, 1, 1),
-                     catchup=False, is_paused_upon_creation=False, max_active_tasks=64):
-                for n in range(TASKS):
-                    ContainerOperator(
-                        task_id=f"job_{n}", image=IMAGE, run_on=target, deferrable=mode == "deferred",
-                        command=["sh", "-c", f"echo start-{n}; sleep {SECONDS}; echo done-{n}"],
-                    )
+        with DAG(f"airdock_e2e_slots_{target}_deferred", schedule=None, start_date=datetime(2026, 1, 1),
+                 catchup=False, is_paused_upon_creation=False, max_active_tasks=64):
+            for n in range(TASKS):
+                ContainerOperator(
+                    task_id=f"job_{n}", image=IMAGE, run_on=target, deferrable=True,
+                    command=["sh", "-c", f"echo start-{n}; sleep {SECONDS}; echo done-{n}"],
+                )
         with DAG(f"airdock_e2e_restart_{target}", schedule=None, start_date=datetime(2026, 1, 1),
                  catchup=False, is_paused_upon_creation=False):
             for n in range(2):
@@ -258,21 +258,18 @@ def test_deferred_tasks_free_the_worker_slots_while_their_containers_run(
     cluster.start_triggerer()
     for dag_id in ("airdock_e2e_slots_docker_deferred", "airdock_e2e_slots_ecs_deferred"):
         _wait(lambda d=dag_id: _db(cluster.home, "SELECT 1 FROM dag WHERE dag_id = ?", d), 120, dag_id)
-    deferred_s, deferred_samples = _timed_run(cluster, "deferred")
-    blocking_s, blocking_samples = _timed_run(cluster, "blocking")
+    deferred_s, samples = _timed_run(cluster, "deferred")
     total = 2 * TASKS
-    floor = total * SECONDS / PARALLELISM  # blocking: every container holds a slot for SECONDS
+    floor = total * SECONDS / PARALLELISM  # blocking: every container would hold a slot for SECONDS
     print(f"\n{total} tasks x {SECONDS} s, parallelism {PARALLELISM}: deferred {deferred_s:.1f} s, "
-          f"blocking {blocking_s:.1f} s")  # fmt: skip
-    assert blocking_s >= floor, (blocking_s, floor)
-    assert max(s.get("running", 0) for s in blocking_samples) <= PARALLELISM
+          f"blocking could take no less than {floor:.0f} s")  # fmt: skip
     # While the containers ran, every task was deferred: more tasks waiting at once than there are
     # slots, and no slot held by any of them.
-    all_waiting = [s for s in deferred_samples if s.get("deferred", 0) == total]
-    assert all_waiting, f"never all {total} deferred at once: {deferred_samples[::8]}"
+    all_waiting = [s for s in samples if s.get("deferred", 0) == total]
+    assert all_waiting, f"never all {total} deferred at once: {samples[::8]}"
     assert all(s.get("running", 0) == 0 for s in all_waiting)  # 0 slots occupied during the wait
-    assert deferred_s < floor, (deferred_s, blocking_s)  # faster than blocking could ever be
-    assert deferred_s < 0.75 * blocking_s, (deferred_s, blocking_s)
+    assert max(s.get("running", 0) for s in samples) <= PARALLELISM
+    assert deferred_s < floor, (deferred_s, floor)  # faster than blocking could ever be
     log = cluster.task_log("airdock_e2e_slots_ecs_deferred", "job_3")
     assert "start-3" in log and "done-3" in log and "resumed after" in log, log[-3000:]
     log = cluster.task_log("airdock_e2e_slots_docker_deferred", "job_3")

@@ -7,14 +7,14 @@ import json
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airdock.auth.credentials import RegistryCredentials
-from tests.conftest import StackHandle, airdock, start_stack
+from tests.conftest import StackHandle
 from tests.e2e.conftest import Deployment, run_dag, write_dag
 from tests.integration.test_docker_flow import push, remove_local
 
@@ -50,24 +50,6 @@ MISSING_DAG = """
 
     with DAG("airdock_e2e_missing", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
         EcrDockerOperator(task_id="run", image=os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/never-created:v1")
-"""
-
-TWO_TASKS_DAG = """
-    import os
-    from datetime import datetime
-
-    from airflow.providers.standard.operators.bash import BashOperator
-    from airflow.sdk import DAG
-
-    from airdock.airflow import EcrDockerOperator
-
-    IMAGE = os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/job:v1"
-
-    with DAG("airdock_e2e_two_tasks", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        first = EcrDockerOperator(task_id="first", image=IMAGE, pull_policy="always", command=["echo", "1"])
-        wait = BashOperator(task_id="wait", bash_command="sleep 10")
-        second = EcrDockerOperator(task_id="second", image=IMAGE, pull_policy="always", command=["echo", "2"])
-        first >> wait >> second
 """
 
 
@@ -258,32 +240,6 @@ def test_missing_repository_fails_the_task_with_one_clear_line(
         f"repository 'e2e/never-created' does not exist in registry {stack.settings.registry_host}: "
         "create it and push the image, or fix the image name"
     ) in run.output
-
-
-@pytest.fixture(scope="module")
-def five_second_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    handle = start_stack(tmp_path_factory.mktemp("ttl5"), "--token-ttl", "5s")
-    yield handle
-    airdock("local", "down", "--data-dir", str(handle.data_dir), check=False)
-
-
-def test_tasks_ten_seconds_apart_with_a_five_second_token_need_no_manual_step(
-    five_second_stack: StackHandle,
-    docker_client: Any,
-    base_image: str,
-    deployment: Deployment,
-    tmp_path: Path,
-) -> None:
-    stack = five_second_stack
-    publish_job_image(stack, docker_client, base_image)
-    dags = tmp_path / "dags"
-    write_dag(dags, "two", TWO_TASKS_DAG)
-    before = token_calls(stack)
-    run = run_dag(deployment, dags, "airdock_e2e_two_tasks", stack, tmp_path / "cache")
-    assert run.state == "success", run.output[-4000:]
-    assert f"fetched an ECR token for {stack.settings.registry_host}" in run.output
-    assert f"renewed the ECR token for {stack.settings.registry_host}: the cached one expired" in run.output
-    assert token_calls(stack) == before + 2
 
 
 def test_an_unwritable_token_cache_never_fails_the_task(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import httpx
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from airdock.local import settings as local_settings
 from tests.conftest import StackHandle, airdock, start_stack
+from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,9 @@ def test_the_token_lifetime_changes_for_tokens_issued_after(own_stack: StackHand
         {"throttle": {"ecr:GetAuthorizationToken": -1}},
         {"token_ttl_seconds": 0},
         {"throttle": {"ecr:GetAuthorizationToken": 3}, "token_ttl_seconds": "soon"},  # nothing armed
+        {"blob_delay_seconds": 0},
+        {"blob_delay_seconds": 601},
+        {"throttle": {"ecr:GetAuthorizationToken": 2}, "blob_delay_seconds": "slow"},  # nothing armed
         {"other": 1},
         [1],
     ],
@@ -78,3 +83,32 @@ def test_bad_input_is_refused_and_arms_nothing(own_stack: StackHandle, body: obj
     assert refused.status_code == 400
     assert refused.json()["__type"] in ("ValidationException", "SerializationException")
     assert own_stack.status()["rehearsal"] == before
+
+
+def test_a_blob_delay_holds_blob_downloads_through_the_gateway(
+    own_stack: StackHandle, docker_client: Any, base_image: str
+) -> None:
+    """The gateway holds each blob download as long as armed (so that a pull is surely in progress
+    when a test stops the gateway); manifests are not held, and ``null`` ends it."""
+    own_stack.ensure_repository("rehearsal/job")
+    ref = f"{own_stack.settings.registry_host}/rehearsal/job:v1"
+    docker_client.images.get(base_image).tag(ref)
+    push(docker_client, ref, own_stack.auth_config())
+    remove_local(docker_client, ref)
+    auth = httpx.BasicAuth(**own_stack.auth_config())
+    base = f"{own_stack.settings.gateway_url}/v2/rehearsal/job"
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    armed = rehearse(own_stack, {"blob_delay_seconds": 1.5}).json()
+    assert armed["blob_delay_seconds"] == 1.5
+    manifest = httpx.get(f"{base}/manifests/v1", headers=accept, auth=auth, timeout=30)
+    assert own_stack.status()["rehearsal"]["delayed_blobs"] == armed["delayed_blobs"], "manifests: not held"
+    config = manifest.json()["config"]["digest"]
+    started = time.monotonic()
+    blob = httpx.get(f"{base}/blobs/{config}", auth=auth, timeout=30, follow_redirects=True)
+    blob_s = time.monotonic() - started
+    assert blob.status_code == 200 and blob.json()["rootfs"]["type"] == "layers"
+    assert blob_s >= 1.5, blob_s
+    assert own_stack.status()["rehearsal"]["delayed_blobs"] == armed["delayed_blobs"] + 1
+    assert rehearse(own_stack, {"blob_delay_seconds": None}).json()["blob_delay_seconds"] is None
+    httpx.get(f"{base}/blobs/{config}", auth=auth, timeout=30, follow_redirects=True).raise_for_status()
+    assert own_stack.status()["rehearsal"]["delayed_blobs"] == armed["delayed_blobs"] + 1, "no longer held"

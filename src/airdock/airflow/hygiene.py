@@ -85,6 +85,7 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
 
     from airdock.hygiene.gc_apply import apply_gc, collect_gc
     from airdock.hygiene.inventory import over_budget
+    from airdock.hygiene.model import Verdict
 
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api_client  # reuse the task's connection to the engine
@@ -96,11 +97,18 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
     store = usage_store()
     plan = collect_gc(client, store, policy, time.time())
     result = apply_gc(client, plan, store)
+    in_use = [
+        f"{decision.image.tags[0] if decision.image.tags else decision.image.id[:19]} ({decision.reason})"
+        for decision in plan.decisions
+        if decision.verdict is Verdict.KEEP and decision.reason.startswith("in use")
+    ]
     log.info(
-        "auto_gc: removed %d images, reclaimed %d bytes in %.1f s",
+        "auto_gc: removed %d images, reclaimed %d bytes in %.1f s; kept %d in use%s",
         len(result.removed),
         result.freed_bytes,
         time.monotonic() - started,
+        len(in_use),
+        f": {', '.join(in_use)}" if in_use else "",
     )
 
 

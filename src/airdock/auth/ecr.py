@@ -152,10 +152,11 @@ class EcrTokenSource:
                     action=GET_TOKEN_ACTION,
                 ) from None
             if code in THROTTLED_CODES:
+                through = f" through {self._throttle_retries} retries" if self._throttle_retries else ""
                 raise RegistryAuthError(
-                    f"ECR kept throttling GetAuthorizationToken for {label} ({code}) through "
-                    f"{self._throttle_retries} retries: too many hosts renew at once, or another client "
-                    "uses the account's ECR rate; the task's retry will try again"
+                    f"ECR kept throttling GetAuthorizationToken for {label} ({code}){through}: too many "
+                    "hosts renew at once, or another client uses the account's ECR rate; the task's "
+                    "retry will try again"
                 ) from None
             if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
                 raise RegistryAuthError(

@@ -108,6 +108,7 @@ class Settings:
 class Cluster:
     root: Path
     settings: Settings = field(init=False)
+    _token: str | None = field(default=None, init=False, repr=False)  # the admin JWT, reused until refused
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -577,66 +578,93 @@ class Cluster:
                 raise ClusterError(f"creating connection {conn_id} failed ({response.status_code})")
             say(f"connection {conn_id} set ({connection['conn_type']})")
 
-    def publish_example_image(self) -> None:
-        """The demo job image, built offline and pushed once, so the example DAGs run as shipped."""
+    def ecr_client(self) -> Any:
+        """A boto3 ECR client of the cluster's local stack (its fixed local credentials)."""
         import boto3
-        import docker
-        from botocore.exceptions import ClientError
 
         from airdock.local import settings as local_settings
-        from airdock.local.offline_images import build_image
 
-        ecr = boto3.client(
+        return boto3.client(
             "ecr", endpoint_url=self.ecr_api_url, region_name="us-east-1",
             aws_access_key_id=local_settings.LOCAL_ACCESS_KEY_ID,
             aws_secret_access_key=local_settings.LOCAL_SECRET_ACCESS_KEY,
         )  # fmt: skip
+
+    def push_image(self, client: Any, image: Any, repository: str, tag: str) -> str:
+        """Push ``image`` (of the engine behind ``client``) to the cluster's registry as
+        ``repository:tag``, creating the repository if need be; the remote reference."""
+        from botocore.exceptions import ClientError
+
+        ecr = self.ecr_client()
         try:
-            ecr.describe_images(repositoryName=EXAMPLE_REPOSITORY, imageIds=[{"imageTag": "latest"}])
+            ecr.create_repository(repositoryName=repository)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "RepositoryAlreadyExistsException":
+                raise ClusterError(f"CreateRepository failed: {exc}") from exc
+        remote = f"{self.registry_host}/{repository}"
+        image.tag(remote, tag)
+        auth = ecr.get_authorization_token()["authorizationData"][0]
+        user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
+        login = {"username": user, "password": password}
+        try:
+            for event in client.api.push(remote, tag=tag, auth_config=login, stream=True, decode=True):
+                if "error" in event:
+                    raise ClusterError(f"pushing {remote}:{tag} failed: {event['error']}")
+        finally:
+            client.images.remove(f"{remote}:{tag}")
+        return f"{remote}:{tag}"
+
+    def publish_example_image(self) -> None:
+        """The demo job image, built offline and pushed once, so the example DAGs run as shipped."""
+        import docker
+        from botocore.exceptions import ClientError
+
+        from airdock.local.offline_images import build_image
+
+        try:
+            self.ecr_client().describe_images(
+                repositoryName=EXAMPLE_REPOSITORY, imageIds=[{"imageTag": "latest"}]
+            )
             return
         except ClientError:
             pass
-        client = docker.from_env(timeout=300)  # the engine scripts/cluster.sh found (the stack's ECS uses it)
-        remote = f"{self.registry_host}/{EXAMPLE_REPOSITORY}"
-        say(f"publishing the example job image {remote}:latest")
         context = Path.cwd() / "examples" / "scraper"  # airdock's source tree, where scripts/cluster.sh runs
         if not context.is_dir():
             say(f"no {context}: the example job image is not published (run from airdock's source tree)")
             return
-        image = build_image(client, f"{EXAMPLE_REPOSITORY}:latest", context=context)
-        image.tag(remote, "latest")
+        say(f"publishing the example job image {self.registry_host}/{EXAMPLE_REPOSITORY}:latest")
+        client = docker.from_env(timeout=300)  # the engine scripts/cluster.sh found (the stack's ECS uses it)
         try:
-            ecr.create_repository(repositoryName=EXAMPLE_REPOSITORY)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "RepositoryAlreadyExistsException":
-                raise ClusterError(f"CreateRepository failed: {exc}") from exc
-        auth = ecr.get_authorization_token()["authorizationData"][0]
-        user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
-        login = {"username": user, "password": password}
-        for event in client.api.push(remote, tag="latest", auth_config=login, stream=True, decode=True):
-            if "error" in event:
-                raise ClusterError(f"pushing {remote}:latest failed: {event['error']}")
-        client.images.remove(f"{remote}:latest")
-        client.close()
+            image = build_image(client, f"{EXAMPLE_REPOSITORY}:latest", context=context)
+            self.push_image(client, image, EXAMPLE_REPOSITORY, "latest")
+        finally:
+            client.close()
 
     # -- a client of the running cluster (the tests and benchmarks drive it as a user would) -----
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}"}
+    def headers(self, *, renew: bool = False) -> dict[str, str]:
+        """The admin's bearer header: one login, reused until the api-server refuses it."""
+        if renew or self._token is None:
+            self._token = self.token()
+        return {"Authorization": f"Bearer {self._token}"}
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """``method`` on the public REST API (``/api/v2`` + ``path``), as admin; the JSON answer."""
         url = f"{self.api_url}/api/v2{path}"
         response = httpx.request(method, url, headers=self.headers(), timeout=60, **kwargs)
+        if response.status_code == 401:  # expired, or the api-server restarted with a new key
+            response = httpx.request(method, url, headers=self.headers(renew=True), timeout=60, **kwargs)
         if response.status_code >= 300:
             raise ClusterError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         """Until the dag-processor has parsed ``dag_id`` (new files are found within ~5 s)."""
-        headers, url = self.headers(), f"{self.api_url}/api/v2/dags/{dag_id}"
+        url = f"{self.api_url}/api/v2/dags/{dag_id}"
         deadline = time.monotonic() + timeout
-        while httpx.get(url, headers=headers, timeout=30).status_code != 200:
+        while (status := httpx.get(url, headers=self.headers(), timeout=30).status_code) != 200:
+            if status == 401:
+                self.headers(renew=True)
             if time.monotonic() > deadline:
                 raise ClusterError(f"the dag-processor did not parse {dag_id} in {timeout:.0f} s")
             time.sleep(1)

@@ -13,6 +13,7 @@ the lines users know from ECR (``denied: Your authorization token has expired. .
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import enum
@@ -35,6 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from airdock.local.api.rehearsal import Rehearsal
 from airdock.local.iam_simulation import denial_message, registry_action
 from airdock.local.settings import StackSettings
 from airdock.local.store import Store, TokenState
@@ -90,6 +92,7 @@ _REPO_ROUTES: Sequence[re.Pattern[str]] = (
     re.compile(r"^/v2/(?P<name>.+)/blobs/[^/]+$"),
     re.compile(r"^/v2/(?P<name>.+)/tags/list$"),
 )
+_BLOB_DOWNLOAD = re.compile(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$")  # a layer or config, not an upload
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 
 
@@ -201,11 +204,17 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_gateway_app(settings: StackSettings, store: Store, tags: TagLookup | None = None) -> Starlette:
+def create_gateway_app(
+    settings: StackSettings,
+    store: Store,
+    tags: TagLookup | None = None,
+    *,
+    rehearsal: Rehearsal | None = None,
+) -> Starlette:
     """The gateway ASGI app for ``settings``; it listens wherever it is served (``gateway_port``).
 
     ``tags`` tells where a tag currently points (for immutable repositories); by default the
-    registry is asked over HTTP.
+    registry is asked over HTTP. ``rehearsal``: the faults armed on the stack's API (a blob delay).
     """
     upstream = settings.registry_url
     realm = f'Basic realm="{settings.gateway_url}/",service="ecr.amazonaws.com"'
@@ -287,6 +296,10 @@ def create_gateway_app(settings: StackSettings, store: Store, tags: TagLookup | 
         client = state.get("client")
         if client is None:
             return done(_error(503, "UNAVAILABLE", "gateway is not started"))
+        if rehearsal is not None and method == "GET" and _BLOB_DOWNLOAD.match(path):
+            held = rehearsal.blob_delay()
+            if held:
+                await asyncio.sleep(held)  # a rehearsed slow registry (see airdock.local.api.rehearsal)
 
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
         content: bytes | AsyncIterator[bytes] | None = None

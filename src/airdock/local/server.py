@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from airdock.local.api.app import create_stack_api
+from airdock.local.api.rehearsal import Rehearsal
 from airdock.local.ecs_runner import EcsRunner
 from airdock.local.ecs_store import EcsStore
 from airdock.local.gateway import create_gateway_app
@@ -43,10 +44,11 @@ async def serve_forever(settings: StackSettings) -> None:
     ecs_store = EcsStore(settings.ecs_store_path)
     log_store = LogStore(settings.log_store_path)
     runner = EcsRunner(settings, ecs_store, store, log_store)
+    rehearsal = Rehearsal()  # one set of rehearsed faults for the API and the gateway
     servers = [
         _Server(
             uvicorn.Config(
-                create_stack_api(settings, store, storage, ecs_store, log_store, runner),
+                create_stack_api(settings, store, storage, ecs_store, log_store, runner, rehearsal),
                 host=HOST,
                 port=settings.api_port,
                 log_config=None,
@@ -55,7 +57,7 @@ async def serve_forever(settings: StackSettings) -> None:
         ),
         _Server(
             uvicorn.Config(
-                create_gateway_app(settings, store, storage),
+                create_gateway_app(settings, store, storage, rehearsal=rehearsal),
                 host=HOST,
                 port=settings.gateway_port,
                 log_config=None,

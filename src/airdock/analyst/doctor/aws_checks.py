@@ -202,7 +202,8 @@ def check_token(
     endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "") or None
     recording = _RecordingClient(client)
     try:
-        credentials = EcrTokenSource(recording).fetch(registry)
+        # A diagnosis reports throttling at once (botocore's own attempts aside) rather than wait it out.
+        credentials = EcrTokenSource(recording, throttle_retries=0).fetch(registry)
     except RegistryAuthError as exc:
         return TokenOutcome(
             failed(CHECK_TOKEN, f"GetAuthorizationToken failed: {exc}", token_fix(exc, endpoint))

@@ -25,10 +25,14 @@ def create_stack_api(
     ecs_store: EcsStore,
     log_store: LogStore,
     launcher: TaskLauncher,
+    rehearsal: Rehearsal | None = None,
 ) -> Starlette:
-    """Every service of the stack on ``settings.api_port``, and the status route the CLI reads."""
+    """Every service of the stack on ``settings.api_port``, and the status route the CLI reads.
+
+    ``rehearsal``: the faults armed through ``POST /_airdock/rehearsal`` (shared with the gateway,
+    which plays the registry's); a fresh one by default."""
     ecs = EcsBackend(settings=settings, store=ecs_store, launcher=launcher, bump=store.bump)
-    rehearsal = Rehearsal()
+    rehearsal = rehearsal if rehearsal is not None else Rehearsal()
 
     def status() -> dict[str, object]:
         return {
