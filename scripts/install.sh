@@ -12,9 +12,11 @@ fi
 echo "install: installing airdock (editable) with Airflow, providers and test tools — first run takes under a minute"
 # uv (from PyPI, into the venv) resolves and installs the ~220 packages in seconds where pip takes
 # minutes; the constraints keep its picks to pip's (uv otherwise backtracks to an older kombu/redis).
-# pip is the fallback when uv cannot be had.
+# Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set nothing would
+# cache it later, and every process would compile Airflow anew. pip is the fallback when uv cannot be had.
 if .venv/bin/python -m pip install -q --disable-pip-version-check --progress-bar off uv 2>/dev/null; then
-    .venv/bin/uv pip install -q --python .venv/bin/python -c scripts/install-constraints.txt -e '.[test,cluster]'
+    .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -c scripts/install-constraints.txt \
+        -e '.[test,cluster]'
 else
     echo "install: uv not available; installing with pip (a few minutes)"
     .venv/bin/python -m pip install -q --disable-pip-version-check --progress-bar off \

@@ -115,6 +115,27 @@ class ClusterHandle(Cluster):
             cache.mkdir()
 
 
+SAID: list[str] = []  # each test's one line (what it did, what happened, what it checked), in order
+
+
+@pytest.fixture(autouse=True)
+def _keep_what_each_test_says(
+    request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> Iterator[None]:
+    """What a cluster test prints is shown at the end of the session, passed or not."""
+    yield
+    SAID.extend(
+        f"{request.node.name}: {line}" for line in capsys.readouterr().out.splitlines() if line.strip()
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SAID:
+        terminalreporter.section("the local cluster: what each test did and saw")
+        for line in SAID:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ClusterHandle]:
     """A fresh cluster; with AIRDOCK_TEST_CLUSTER_REUSE=1 (while developing tests) the one an earlier
