@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from airdock.airflow import metrics as _metrics
+
+_metrics.install()  # airdock's metrics go where Airflow's go (no Airflow import until one is sent)
+
 __all__ = ["ContainerOperator", "DockerHygieneOperator", "EcrConnectionSyncOperator", "EcrDockerOperator"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from airdock import metrics
 from airdock.airflow.config import option
 from airdock.airflow.operators import CONTAINER_STARTED, IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
 from airdock.airflow.secret_refs import SECRET_REF, LazyClient, aws_client, secret_value
@@ -204,6 +205,7 @@ class ContainerOperator(EcrDockerOperator):
         if self.reattach:
             found = find_container(self._engine_client(), self._identity_labels(identity))
             if found is not None:
+                metrics.emit(metrics.TASK_REATTACHED, target="docker")
                 if defer and found.get("State") == "running":
                     self._push_container_digest(context, str(found["Id"]))
                     self._defer_docker(
@@ -265,6 +267,7 @@ class ContainerOperator(EcrDockerOperator):
             stop_grace_seconds=self.stop_grace_seconds,
             deferred_at=time.time(),
         )
+        metrics.emit(metrics.TASK_DEFERRED, target="docker")
         self.log.info(
             "deferring: container %s (%s) runs on %s; the triggerer follows it and this worker slot is free",
             container_id[:12],
@@ -416,6 +419,7 @@ class ContainerOperator(EcrDockerOperator):
             found = target.find(identity)
             if found is not None:
                 handle, running = found
+                metrics.emit(metrics.TASK_REATTACHED, target="ecs")
                 self.log.info(
                     "reattaching to ECS task %s started by an earlier try: %s",
                     handle.task_id,
@@ -486,6 +490,7 @@ class ContainerOperator(EcrDockerOperator):
             poll_seconds=poll_seconds,
             deferred_at=time.time(),
         )
+        metrics.emit(metrics.TASK_DEFERRED, target="ecs")
         self.log.info(
             "deferring: ECS task %s runs on cluster %s; the triggerer follows it, this worker slot is free",
             handle.task_id,

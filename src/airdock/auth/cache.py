@@ -32,6 +32,7 @@ from pathlib import Path
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from airdock import metrics
 from airdock.auth.credentials import RegistryCredentials
 from airdock.errors import AccessDeniedError, RegistryAuthError
 
@@ -258,10 +259,16 @@ class CachedCredentials:
     def lookup(self) -> CachedToken:
         """Like ``get``, saying also whether the credentials were fetched just now."""
         result = self.cache.get(self.key, self._fetch)
+        registry = result.credentials.registry
+        metrics.emit(metrics.TOKEN_FETCH if result.fetched else metrics.TOKEN_CACHE_HIT, registry=registry)
+        metrics.emit(
+            metrics.TOKEN_SECONDS_LEFT, result.credentials.seconds_left(time.time()), registry=registry
+        )
         if self._on_result is not None:
             self._on_result(result)
         return result
 
     def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
+        metrics.emit(metrics.TOKEN_REFRESH_ON_REFUSAL, registry=stale.registry)
         self.cache.invalidate(self.key, stale)
         return self.get()

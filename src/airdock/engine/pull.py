@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airdock import metrics
 from airdock.auth.credentials import RegistryCredentials
 from airdock.engine.registry_errors import Refusal, classify
 from airdock.errors import AccessDeniedError, AirdockError, ConfigError, ImagePullError, ImageReferenceError
@@ -116,6 +117,7 @@ def ensure_image(
             if refusal.kind is Refusal.UNREACHABLE:
                 failures += 1
                 if failures >= attempts:
+                    metrics.emit(metrics.PULL_FAILURES, registry=ref.registry, reason=refusal.kind.value)
                     raise ImagePullError(
                         f"registry {ref.registry} unreachable after {attempts} attempts: {refusal.line}"
                     ) from None
@@ -130,6 +132,7 @@ def ensure_image(
                 )
                 sleep(delay)
                 continue
+            metrics.emit(metrics.PULL_FAILURES, registry=ref.registry, reason=refusal.kind.value)
             raise _classify(ref, str(exc)) from None
     image = _inspect(api, ref)
     if image is None:
@@ -137,6 +140,8 @@ def ensure_image(
     pulled = PulledImage(
         str(ref), image["Id"], _repo_digest(image, ref), pulled=True, seconds=time.monotonic() - started
     )
+    metrics.emit(metrics.PULL_DURATION, pulled.seconds, registry=ref.registry)
+    metrics.emit(metrics.PULL_BYTES, progress.bytes_done, registry=ref.registry)
     logger.info(
         "pulled %s (%s) in %.1f s, %s",
         ref,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airdock import metrics
 from airdock.hygiene.gc_plan import plan_gc
 from airdock.hygiene.inventory import Inventory, read_inventory
 from airdock.hygiene.model import GcPlan, GcPolicy, ImageDecision, ImageInfo
@@ -150,4 +151,8 @@ def apply_gc(
     if removed_ids:
         usage_store.forget(removed_ids)
     result.seconds = time.monotonic() - started
+    metrics.emit(metrics.GC_IMAGES_REMOVED, len(result.removed))
+    metrics.emit(metrics.GC_BYTES_RECLAIMED, result.freed_bytes)
+    metrics.emit(metrics.GC_DURATION, result.seconds)
+    metrics.emit(metrics.IMAGE_STORE_BYTES, max(0, plan.image_bytes - result.freed_bytes))
     return result

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from airdock import metrics
 from airdock.hygiene.inventory import read_containers
 from airdock.hygiene.model import (
     MANAGED_LABEL,
@@ -76,4 +77,5 @@ def apply_sweep(
             decision.container.image_id[:19],
             decision.reason,
         )
+    metrics.emit(metrics.SWEEP_CONTAINERS_REMOVED, len(removed))
     return removed

@@ -15,8 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from airdock import metrics
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, LogLines
 from airdock.errors import AirdockError
 from airdock.targets.ecs.reasons import explain_run_task_error, explain_stopped
@@ -210,6 +212,11 @@ class EcsTarget:
     def _outcome(self, handle: EcsHandle, task: Mapping[str, Any], lines: LogLines) -> Outcome:
         lines.close()
         self._mark_collected(handle)
+        created, started = task.get("createdAt"), task.get("startedAt")
+        if isinstance(created, datetime) and isinstance(started, datetime):
+            seconds = (started - created).total_seconds()
+            metrics.emit(metrics.ECS_TASK_START_DURATION, seconds, cluster=self.settings.cluster)
+        metrics.emit(metrics.ECS_STOP_REASON, stop_code=str(task.get("stopCode") or "none"))
         container = (task.get("containers") or [{}])[0]
         exit_code = container.get("exitCode")
         return Outcome(

@@ -23,6 +23,7 @@ from typing import Any
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from airdock import metrics
 from airdock.errors import AirdockError
 from airdock.targets.ecs.task_definition import normalise, registration_tags
 from airdock.targets.spec import MANAGED_TAG
@@ -91,6 +92,7 @@ class TaskDefinitions:
 
     def _register(self, desired: dict[str, Any]) -> str:
         response = self._call(self.ecs.register_task_definition, **desired, tags=registration_tags())
+        metrics.emit(metrics.ECS_REGISTER_TASK_DEFINITION)
         definition = response["taskDefinition"]
         self.log.info("registered ECS task definition %s:%s", definition["family"], definition["revision"])
         return str(definition["taskDefinitionArn"])
