@@ -97,6 +97,20 @@ class StackHandle:
         with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
             ecr.create_repository(repositoryName=name)
 
+    def publish(self, docker_client: Any, image: str, repository: str, tag: str = "v1") -> str:
+        """``image`` (of the engine) pushed as ``repository:tag`` (the repository made if need be),
+        then its local tag removed, so that a task must pull it; the remote reference."""
+        import docker.errors
+
+        self.ensure_repository(repository)
+        ref = f"{self.settings.registry_host}/{repository}:{tag}"
+        docker_client.images.get(image).tag(ref)
+        for event in docker_client.api.push(ref, auth_config=self.auth_config(), stream=True, decode=True):
+            if "error" in event:
+                raise docker.errors.APIError(event["error"])
+        docker_client.images.remove(ref)
+        return ref
+
 
 def start_stack(data_dir: Path, *extra: str) -> StackHandle:
     ports = [str(free_port()) for _ in range(3)]

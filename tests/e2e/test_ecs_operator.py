@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import StackHandle
 from tests.e2e.conftest import run_dag, write_dag
-from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
 
@@ -102,11 +101,7 @@ ECS_DAG = """
 def test_the_amazon_providers_ecs_operators_run_unmodified_on_the_local_ecs(
     stack: StackHandle, docker_client: Any, base_image: str, airflow_home: Path, tmp_path: Path
 ) -> None:
-    stack.ensure_repository("e2e/ecs-job")
-    ref = f"{stack.settings.registry_host}/e2e/ecs-job:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    stack.publish(docker_client, base_image, "e2e/ecs-job")
     dags = tmp_path / "dags"
     write_dag(dags, "ecs", ECS_DAG)
     before = stack.status()["ecs"]

@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import StackHandle
 from tests.e2e.conftest import Deployment, run_dag, write_dag
-from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.e2e
 
@@ -73,11 +72,7 @@ class Listener:
 def test_a_dag_run_sends_airdocks_metrics_to_statsd_without_secrets_or_run_ids(
     stack: StackHandle, docker_client: Any, base_image: str, deployment: Deployment, tmp_path: Path
 ) -> None:
-    stack.ensure_repository("e2e/metrics")
-    ref = f"{stack.settings.registry_host}/e2e/metrics:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    stack.publish(docker_client, base_image, "e2e/metrics")
     dags = tmp_path / "dags"
     write_dag(dags, "metrics", DAG)
     listener = Listener()

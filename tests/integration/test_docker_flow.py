@@ -93,11 +93,7 @@ def test_the_same_token_is_refused_as_expired_after_the_ttl(
 def test_pull_without_credentials_says_no_basic_auth(
     stack: StackHandle, docker_client: Any, base_image: str
 ) -> None:
-    stack.ensure_repository("flow/noauth")
-    ref = f"{stack.settings.registry_host}/flow/noauth:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    ref = stack.publish(docker_client, base_image, "flow/noauth")
     with pytest.raises(docker.errors.APIError, match="no basic auth credentials"):
         docker_client.images.pull(ref, auth_config={"username": "", "password": ""})
 
@@ -126,11 +122,7 @@ def test_airdocks_pull_leaves_no_login_behind(
     from airdock.engine.pull import PullPolicy, ensure_image
     from airdock.images import ecr_registry_for, parse_image_ref
 
-    stack.ensure_repository("flow/nologin")
-    ref = f"{stack.settings.registry_host}/flow/nologin:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    ref = stack.publish(docker_client, base_image, "flow/nologin")
     config = Path.home() / ".docker" / "config.json"
     before = config.read_text() if config.exists() else None
     registry = ecr_registry_for(parse_image_ref(ref), [stack.settings.registry_host])

@@ -50,11 +50,7 @@ def token_calls(stack: StackHandle) -> int:
 @pytest.fixture(scope="module")
 def pushed(stack: StackHandle, docker_client: Any, base_image: str) -> str:
     """`<gateway>/pull/app:v1` pushed to the session stack; returns the reference."""
-    stack.ensure_repository("pull/app")
-    ref = f"{stack.settings.registry_host}/pull/app:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    ref = stack.publish(docker_client, base_image, "pull/app")
     return ref
 
 

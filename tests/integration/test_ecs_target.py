@@ -23,7 +23,6 @@ from airdock.targets.ecs.task_definition import desired_definition, family_for
 from airdock.targets.ecs.task_definitions import TaskDefinitions
 from airdock.targets.spec import COLLECTED_TAG, ContainerSpec, TaskIdentity
 from tests.conftest import StackHandle
-from tests.integration.test_docker_flow import push, remove_local
 from tests.integration.test_local_ecs import ROLE, client, stopped, task_of, wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,11 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ecs_image(stack: StackHandle, docker_client: Any, base_image: str) -> str:
-    stack.ensure_repository("target/job")
-    ref = f"{stack.settings.registry_host}/target/job:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, stack.auth_config())
-    remove_local(docker_client, ref)
+    ref = stack.publish(docker_client, base_image, "target/job")
     return ref
 
 

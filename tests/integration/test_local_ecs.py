@@ -22,7 +22,7 @@ from botocore.config import Config
 from airdock.local import settings as local_settings
 from airdock.local.ecs_runner import LABEL_STACK, LABEL_TASK
 from tests.conftest import StackHandle, airdock, make_env, stacks_denying, start_stack
-from tests.integration.test_docker_flow import push, remove_local
+from tests.integration.test_docker_flow import push
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +50,7 @@ def ecs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]
 @pytest.fixture(scope="module")
 def job_image(ecs_stack: StackHandle, docker_client: Any, base_image: str) -> str:
     """The session's base image pushed to the ECS stack's ECR as ecs/job:v1 (and not left locally)."""
-    ecs_stack.ensure_repository("ecs/job")
-    ref = f"{ecs_stack.settings.registry_host}/ecs/job:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, ecs_stack.auth_config())
-    remove_local(docker_client, ref)
+    ref = ecs_stack.publish(docker_client, base_image, "ecs/job")
     return ref
 
 
@@ -197,11 +193,7 @@ def test_denied_pull_is_a_cannot_pull_error(
 ) -> None:
     with stacks_denying(tmp_path_factory, ["ecr:BatchGetImage"]) as stacks:
         stack = stacks["ecr:BatchGetImage"]
-        stack.ensure_repository("ecs/denied")
-        ref = f"{stack.settings.registry_host}/ecs/denied:v1"
-        docker_client.images.get(base_image).tag(ref)
-        push(docker_client, ref, stack.auth_config())
-        remove_local(docker_client, ref)
+        ref = stack.publish(docker_client, base_image, "ecs/denied")
         ecs = client(stack, "ecs")
         family = definition(ecs, ref, ["true"], group=None)
         done = stopped(ecs, ecs.run_task(taskDefinition=family)["tasks"][0]["taskArn"])

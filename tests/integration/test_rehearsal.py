@@ -14,7 +14,6 @@ from botocore.exceptions import ClientError
 
 from airdock.local import settings as local_settings
 from tests.conftest import StackHandle, airdock, start_stack
-from tests.integration.test_docker_flow import push, remove_local
 
 pytestmark = pytest.mark.integration
 
@@ -90,11 +89,7 @@ def test_a_blob_delay_holds_blob_downloads_through_the_gateway(
 ) -> None:
     """The gateway holds each blob download as long as armed (so that a pull is surely in progress
     when a test stops the gateway); manifests are not held, and ``null`` ends it."""
-    own_stack.ensure_repository("rehearsal/job")
-    ref = f"{own_stack.settings.registry_host}/rehearsal/job:v1"
-    docker_client.images.get(base_image).tag(ref)
-    push(docker_client, ref, own_stack.auth_config())
-    remove_local(docker_client, ref)
+    own_stack.publish(docker_client, base_image, "rehearsal/job")
     auth = httpx.BasicAuth(**own_stack.auth_config())
     base = f"{own_stack.settings.gateway_url}/v2/rehearsal/job"
     accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
