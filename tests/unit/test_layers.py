@@ -11,6 +11,7 @@ where lazy imports hide). The layers, top to bottom::
     auth                   registry credentials
     images, durations      values (and errors, below everything)
     metrics                airdock's metric names and the sink they go through (imports nothing)
+    hosts                  a worker host's status record (beside targets: reads auth, engine, hygiene)
     local                  the offline AWS stand-in: imports nothing of airdock but errors
 """
 
@@ -35,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "hygiene": {"errors", "images", "durations", "metrics", "engine"},
     "analyst": {"errors", "images", "durations", "metrics", "auth", "engine", "hygiene"},
     "targets": {"errors", "images", "durations", "metrics", "auth", "engine"},
+    "hosts": {"errors", "images", "durations", "metrics", "auth", "engine", "hygiene"},
     "local": {"errors"},
 }
 TOP = {"airflow", "cli", "__init__"}  # the top imports anything below it

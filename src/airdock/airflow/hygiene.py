@@ -97,6 +97,10 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
     store = usage_store()
     plan = collect_gc(client, store, policy, time.time())
     result = apply_gc(client, plan, store)
+    note_gc(result)
+    from airdock.airflow import host_status
+
+    host_status.publish(client, log, force=True)
     in_use = [
         f"{decision.image.tags[0] if decision.image.tags else decision.image.id[:19]} ({decision.reason})"
         for decision in plan.decisions
@@ -109,6 +113,20 @@ def run_auto_gc(api_client: Any, log: Any) -> None:
         time.monotonic() - started,
         len(in_use),
         f": {', '.join(in_use)}" if in_use else "",
+    )
+
+
+def note_gc(result: Any) -> None:
+    """A GC run in this host's history (the Container hosts page): what went, and why."""
+    from airdock.airflow import host_status
+    from airdock.hosts import MAX_REASONS
+
+    reasons = [f"{d.image.tags[0] if d.image.tags else d.image.id[:19]}: {d.reason}" for d in result.removed][
+        :MAX_REASONS
+    ]
+    host_status.note(
+        "gc",
+        {"images_removed": len(result.removed), "bytes_reclaimed": result.freed_bytes, "reasons": reasons},
     )
 
 
@@ -250,6 +268,13 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
                 )
             removed = [] if self.dry_run else apply_sweep(client, plan, grace_seconds=self.stop_grace_seconds)
             summary["containers_removed"] = len(plan.removals) if self.dry_run else len(removed)
+            if not self.dry_run:
+                from airdock.airflow import host_status
+
+                host_status.note(
+                    "sweeps",
+                    {"containers": [f"{d.container.id[:12]} ({d.reason})" for d in removed][:20]},
+                )
         if self.collect_images:
             store = usage_store()
             gc = gc_policy(
@@ -271,6 +296,11 @@ class DockerHygieneOperator(BaseOperator):  # type: ignore[misc]  # Airflow is u
                 summary.update(images_removed=len(gc_plan.removals), bytes_reclaimed=gc_plan.frees_bytes)
             else:
                 result = apply_gc(client, gc_plan, store)
+                note_gc(result)
                 summary.update(images_removed=len(result.removed), bytes_reclaimed=result.freed_bytes)
         self.log.info("hygiene: %s", summary)
+        if not self.dry_run:
+            from airdock.airflow import host_status
+
+            host_status.publish(client, self.log, force=True)
         return summary

@@ -150,6 +150,8 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             except (RegistryAuthError, AirdockError) as exc:
                 raise AirflowException(str(exc)) from None
             lease.add(pulled.image_id)
+            if pulled.pulled:
+                self._note_pull(pulled)
             usage.mark_if_new(lambda: engine_mark(self.cli))  # a new store learns whose engine it is
             digest = pulled.digest or pulled.image_id
             self.log.info("running %s, digest %s", pulled.reference, digest)
@@ -173,10 +175,29 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 if result is not CONTAINER_STARTED:
                     self._dispose_container(succeeded)
         if result is CONTAINER_STARTED:
+            self._publish_host_status()
             return result
         if self.auto_gc:
             self._auto_gc()
+        self._publish_host_status()
         return result
+
+    def _note_pull(self, pulled: PulledImage) -> None:
+        from airdock.airflow import host_status
+
+        entry: dict[str, Any] = {"image": pulled.reference, "digest": pulled.digest or pulled.image_id}
+        entry.update(seconds=round(pulled.seconds, 2), bytes=pulled.downloaded_bytes)
+        host_status.note("pulls", entry)
+
+    def _publish_host_status(self, *, force: bool = False) -> None:
+        """This host's record for the Container hosts page, when due (``airdock.airflow.host_status``)."""
+        import docker
+
+        from airdock.airflow import host_status
+
+        client = docker.DockerClient.__new__(docker.DockerClient)
+        client.api = self.cli  # the task's connection to the engine
+        host_status.publish(client, self.log, force=force)
 
     def on_kill(self) -> None:
         """The task is being terminated: stop the container with a grace period, then apply ``remove``."""

@@ -10,14 +10,29 @@ worker, so this plugin imports :mod:`airdock.airflow.preload` there.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 import airdock.airflow.preload  # noqa: F401  (the point of this module)
+from airdock.airflow.hosts_page import app as hosts_app
 
 __all__ = ["AirdockPlugin"]
 
 
 class AirdockPlugin(AirflowPlugin):  # type: ignore[misc]  # Airflow is untyped here
-    """Registers nothing yet; its import preloads airdock in the processes that fork tasks."""
+    """The "Container hosts" page (``airdock.airflow.hosts_page``, under ``/airdock`` of the
+    api-server, in the UI's navigation); its import preloads airdock in the processes that fork tasks."""
 
     name = "airdock"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": hosts_app, "url_prefix": "/airdock", "name": "airdock: container hosts"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {
+            "name": "Container hosts",
+            "href": "/airdock/hosts",
+            "destination": "nav",
+            "url_route": "container-hosts",
+        }
+    ]

@@ -59,6 +59,7 @@ class PulledImage:
     digest: str | None
     pulled: bool
     seconds: float = 0.0
+    downloaded_bytes: int = 0  # what the engine fetched (0: it had every layer)
 
 
 def ensure_image(
@@ -138,10 +139,15 @@ def ensure_image(
     if image is None:
         raise ImagePullError(f"the engine reported {ref} pulled but cannot find it; retry the task")
     pulled = PulledImage(
-        str(ref), image["Id"], _repo_digest(image, ref), pulled=True, seconds=time.monotonic() - started
+        str(ref),
+        image["Id"],
+        _repo_digest(image, ref),
+        pulled=True,
+        seconds=time.monotonic() - started,
+        downloaded_bytes=progress.bytes_done,
     )
     metrics.emit(metrics.PULL_DURATION, pulled.seconds, registry=ref.registry)
-    metrics.emit(metrics.PULL_BYTES, progress.bytes_done, registry=ref.registry)
+    metrics.emit(metrics.PULL_BYTES, pulled.downloaded_bytes, registry=ref.registry)
     logger.info(
         "pulled %s (%s) in %.1f s, %s",
         ref,
