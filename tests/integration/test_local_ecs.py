@@ -132,7 +132,12 @@ def test_a_task_runs_its_ecr_image_and_streams_its_output_while_it_runs(
     assert done["containers"][0]["exitCode"] == 3 and done["containers"][0]["lastStatus"] == "STOPPED"
     assert done["desiredStatus"] == "STOPPED" and done["stoppedAt"] >= done["startedAt"]
     assert messages(logs, "/airdock/test", stream) == ["first", "second"]
-    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={arn}"}) == []
+    # The runner removes a stopped task's container right after recording the stop: soon, not at once.
+    wait_for(
+        lambda: docker_client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={arn}"}) == [],
+        10,
+        "the stopped task's container removed",
+    )
     after = ecs_stack.status()["ecs"]
     assert after["run_task_calls"] == before["run_task_calls"] + 1
     assert after["tasks"].get("STOPPED", 0) >= 1

@@ -7,6 +7,7 @@ them. Installed when ``airdock.airflow`` is imported (a DAG file, the plugin, a 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -14,6 +15,9 @@ from airdock import metrics
 
 __all__ = ["AirflowStatsSink", "install"]
 
+_STATS_MODULE = (
+    "airflow.sdk._shared.observability.metrics.stats"  # what airflow.sdk.observability.stats re-exports
+)
 _STATSD_SEPARATORS = str.maketrans({char: "_" for char in ":,=|#@"})
 
 
@@ -22,8 +26,11 @@ class AirflowStatsSink:
     process: the task runner, the triggerer and the scheduler each initialise theirs)."""
 
     def emit(self, metric: metrics.Metric, value: float, tags: Mapping[str, str]) -> None:
-        from airflow.sdk.observability import stats
-
+        # Only where Airflow's metrics are set up (the task runner, triggerer and scheduler import
+        # them): importing them here would cost a process that never sends any ~10 s (a CLI, a test).
+        stats = sys.modules.get(_STATS_MODULE)
+        if stats is None:
+            return
         # StatsD's separators may not appear in a tag's value (a registry host's port, `127.0.0.1:5780`).
         given = {key: tag.translate(_STATSD_SEPARATORS) for key, tag in tags.items()} or None
         if metric.kind is metrics.Kind.COUNTER:
