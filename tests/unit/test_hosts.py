@@ -89,7 +89,7 @@ def test_the_page_lists_hosts_marks_the_stale_and_escapes_what_it_shows() -> Non
     assert "r.example:5000: expires in 3 h 1 min" in html  # 3 h 2 min at the report, 30 s ago
     assert "6.0 MB of 8.0 MB" in html and "2 images, 10.0 MB" in html
     assert 'class="stale"' in html and "(stale)" in html
-    assert "r.example:5000: expired 10 min ago" in html  # 20 s after a report 10 min 5 s ago
+    assert "r.example:5000: expired 9m ago" in html  # 20 s after a report 10 min 5 s ago
     assert "<b>worker-2</b>" not in html and "&lt;b&gt;worker-2&lt;/b&gt;" in html
     assert "No worker host has reported yet" in render_hosts([], now)
 

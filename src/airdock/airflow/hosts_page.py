@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from airdock.airflow.host_status import VARIABLE_PREFIX
+from airdock.hygiene.units import format_age
 
 __all__ = ["STALE_AFTER_S", "app", "render_detail", "render_hosts"]
 
@@ -81,12 +82,7 @@ def _mb(value: Any) -> str:
 
 
 def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{format_age(seconds)} ago"  # as airdock's GC reasons say ages: 45s, 4m, 3h, 7d
 
 
 def _expires(seconds: Any) -> str:
