@@ -81,14 +81,12 @@ def _patterns(value: Any) -> Iterable[str]:
 
 def run_auto_gc(api_client: Any, log: Any) -> None:
     """After a task: if image storage is over its budget, run the GC with the configured policy."""
-    import docker
-
+    from airdock.engine.client import client_over
     from airdock.hygiene.gc_apply import apply_gc, collect_gc
     from airdock.hygiene.inventory import over_budget
     from airdock.hygiene.model import Verdict
 
-    client = docker.DockerClient.__new__(docker.DockerClient)
-    client.api = api_client  # reuse the task's connection to the engine
+    client = client_over(api_client)  # reuse the task's connection to the engine
     policy = gc_policy()
     started = time.monotonic()
     if not over_budget(client, policy):

@@ -189,15 +189,12 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         entry.update(seconds=round(pulled.seconds, 2), bytes=pulled.downloaded_bytes)
         host_status.note("pulls", entry)
 
-    def _publish_host_status(self, *, force: bool = False) -> None:
+    def _publish_host_status(self) -> None:
         """This host's record for the Container hosts page, when due (``airdock.airflow.host_status``)."""
-        import docker
-
         from airdock.airflow import host_status
+        from airdock.engine.client import client_over
 
-        client = docker.DockerClient.__new__(docker.DockerClient)
-        client.api = self.cli  # the task's connection to the engine
-        host_status.publish(client, self.log, force=force)
+        host_status.publish(client_over(self.cli), self.log)
 
     def on_kill(self) -> None:
         """The task is being terminated: stop the container with a grace period, then apply ``remove``."""

@@ -24,6 +24,16 @@ def docker_client(timeout: int = 300) -> Any:
     return client
 
 
+def client_over(api: Any) -> Any:
+    """A ``docker.DockerClient`` over an existing ``APIClient`` connection (a task's), for the
+    high-level calls a helper needs; no second connection is opened."""
+    import docker
+
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api
+    return client
+
+
 def engine_address(api: Any) -> str:
     """Where a docker ``APIClient`` talks to its engine: ``unix:///path``, ``tcp://host:port``, ...
 
