@@ -55,7 +55,7 @@ def test_the_cli_and_an_airflow_connection_with_the_same_credentials_get_the_sam
 ) -> None:
     from airflow.providers.amazon.aws.hooks.ecr import EcrHook
 
-    from airdock.airflow.credentials import identity_key
+    from airdock.airflow.credentials import identity_of
     from airdock.auth.session import registry_credentials
     from airdock.images import ecr_registry_at
 
@@ -75,7 +75,7 @@ def test_the_cli_and_an_airflow_connection_with_the_same_credentials_get_the_sam
         "extra": {"region_name": "us-east-1", "endpoint_url": ENDPOINT},
     }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_IDENTITY_TEST", json.dumps(connection))
-    task_key = identity_key(EcrHook(aws_conn_id="aws_identity_test", region_name=None))
+    task_key = identity_of(EcrHook(aws_conn_id="aws_identity_test", region_name=None)).key()
 
     # The shell of `eval "$(airdock local env)"`: the same credentials in boto3's variables.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
@@ -84,3 +84,20 @@ def test_the_cli_and_an_airflow_connection_with_the_same_credentials_get_the_sam
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     cli = registry_credentials(registry)
     assert cli.key == f"{registry.host}|{task_key}"
+
+
+@pytest.mark.parametrize(
+    ("facts", "said"),
+    [
+        ({"access_key_id": KEY_ID}, "access key …0001"),
+        ({"profile": "team"}, "profile team"),
+        ({"role_arn": "arn:aws:iam::1:role/a", "access_key_id": KEY_ID}, "role arn:aws:iam::1:role/a"),
+        ({"endpoint_url": ENDPOINT + "/"}, f"default credentials at {ENDPOINT}"),
+    ],
+)
+def test_an_identity_is_described_for_people_without_its_access_key_id(
+    facts: dict[str, str], said: str
+) -> None:
+    described = AwsIdentity.resolve(environ={}, **facts).describe()
+    assert described == said
+    assert KEY_ID not in described

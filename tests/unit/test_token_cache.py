@@ -267,3 +267,23 @@ def test_the_lock_timeout_says_what_holds_it_and_not_to_delete_it(tmp_path: Path
     assert "fetching a token for reg.example" in message
     assert "do not delete the lock file" in message
     assert "remove the lock file" not in message
+
+
+def test_cached_credentials_say_whether_they_fetched_and_store_who_fetched(tmp_path: Path) -> None:
+    """``fetched`` tells the host-status publisher the host's tokens changed; the cache entry names
+    the identity that fetched the token (for the Container hosts page)."""
+    import json
+
+    from airdock.auth.cache import CachedCredentials
+
+    cache = TokenCache(tmp_path)
+    fetcher = Fetcher(Clock())
+    fetcher.clock.now = time.time()
+    first = CachedCredentials(cache, "reg|id", fetcher, identity="connection aws_ecr: profile team")
+    again = CachedCredentials(cache, "reg|id", fetcher, identity="connection aws_ecr: profile team")
+    assert not first.fetched
+    first.get()
+    again.get()
+    assert (first.fetched, again.fetched, fetcher.calls) == (True, False, 1)
+    (entry,) = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    assert entry["identity"] == "connection aws_ecr: profile team"

@@ -61,11 +61,12 @@ def _warn_unwritable(directory: Path, exc: OSError) -> None:
     )
 
 
-def identity_key(hook: Any) -> str:
-    """The secret-free cache key of the AWS identity an ``EcrHook`` will use, computed without AWS calls.
+def identity_of(hook: Any) -> AwsIdentity:
+    """The AWS identity an ``EcrHook`` will use, resolved without AWS calls.
 
     The connection's own facts first, then the environment as boto3 would fill them: the same
-    key as the ``airdock`` CLI computes for the same credentials (``airdock.auth.identity``).
+    identity (and cache key) as the ``airdock`` CLI computes for the same credentials
+    (``airdock.auth.identity``).
     """
     config = hook.conn_config
     return AwsIdentity.resolve(
@@ -74,7 +75,7 @@ def identity_key(hook: Any) -> str:
         role_arn=getattr(config, "role_arn", None) or None,
         endpoint_url=getattr(config, "endpoint_url", None) or None,
         region=getattr(hook, "region_name", None) or getattr(config, "region_name", None) or None,
-    ).key()
+    )
 
 
 class AirflowEcrCredentials(CachedCredentials):
@@ -102,11 +103,14 @@ class AirflowEcrCredentials(CachedCredentials):
             aws_conn_id=aws_conn_id, region_name=registry.region or region_name, config=ECR_CLIENT_CONFIG
         )
         self._log = log
+        identity = identity_of(self.hook)
+        who = identity.describe()
         super().__init__(
             cache if cache is not None else token_cache(),
-            key=f"{registry.host}|{identity_key(self.hook)}",
+            key=f"{registry.host}|{identity.key()}",
             fetch=self._fetch_token,
             on_result=self._seen,
+            identity=f"connection {aws_conn_id}: {who}" if aws_conn_id else who,
         )
 
     @property

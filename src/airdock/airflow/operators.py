@@ -121,6 +121,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self.stop_grace_seconds = stop_grace_seconds
         self.auto_gc = auto_gc
         self._start_only = False  # set by a subclass that follows the container elsewhere
+        self._credentials: AirflowEcrCredentials | None = None  # the last pull's, for the host status
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
         if "{{" not in image:
@@ -190,11 +191,13 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         host_status.note("pulls", entry)
 
     def _publish_host_status(self) -> None:
-        """This host's record for the Container hosts page, when due (``airdock.airflow.host_status``)."""
+        """This host's record for the Container hosts page (``airdock.airflow.host_status``): when
+        due, or now if this task fetched a registry token (the host's tokens changed)."""
         from airdock.airflow import host_status
         from airdock.engine.client import client_over
 
-        host_status.publish(client_over(self.cli), self.log)
+        fetched = self._credentials is not None and self._credentials.fetched
+        host_status.publish(client_over(self.cli), self.log, force=fetched)
 
     def on_kill(self) -> None:
         """The task is being terminated: stop the container with a grace period, then apply ``remove``."""
@@ -238,6 +241,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 cache=token_cache(self.token_refresh_margin),
                 log=self.log,
             )
+        self._credentials = credentials
         return ensure_image(self._engine(ref), ref, policy, credentials, logger=self.log)
 
     def _engine(self, ref: ImageRef) -> Any:

@@ -80,8 +80,11 @@ class TokenCache:
     def path_for(self, key: str) -> Path:
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
-    def get(self, key: str, fetch: Callable[[], RegistryCredentials]) -> CachedToken:
-        """Return valid credentials for ``key``, calling ``fetch`` only when no valid ones are cached.
+    def get(
+        self, key: str, fetch: Callable[[], RegistryCredentials], *, identity: str | None = None
+    ) -> CachedToken:
+        """Return valid credentials for ``key``, calling ``fetch`` only when no valid ones are cached;
+        ``identity`` (who fetched them, for people: ``AwsIdentity.describe``) is stored beside them.
 
         Raises the fetch's RegistryAuthError — or, within ``failure_ttl_seconds`` of a failed fetch
         for the same key on this host, that same error again without calling ``fetch``.
@@ -116,7 +119,7 @@ class TokenCache:
                 self._remember_failure(path, exc)
                 raise
             try:
-                self._write(path, credentials)
+                self._write(path, credentials, identity)
                 self._failure_path(path).unlink(missing_ok=True)
             except OSError as exc:
                 self._unwritable(exc)
@@ -126,14 +129,14 @@ class TokenCache:
         finally:
             lock.release()
 
-    def put(self, key: str, credentials: RegistryCredentials) -> None:
+    def put(self, key: str, credentials: RegistryCredentials, *, identity: str | None = None) -> None:
         """Store ``credentials`` under ``key`` too (a token fetched for the caller's default registry is
         also the named registry's); best effort: an unwritable cache only warns."""
         path = self.path_for(key)
         try:
             self._ensure_directory()
             with FileLock(str(path) + ".lock", timeout=self._lock_timeout, mode=0o600):
-                self._write(path, credentials)
+                self._write(path, credentials, identity)
         except (OSError, LockTimeout) as exc:
             if isinstance(exc, OSError):
                 self._unwritable(exc)
@@ -174,11 +177,11 @@ class TokenCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent or damaged: treated as a miss and overwritten
 
-    def _write(self, path: Path, credentials: RegistryCredentials) -> None:
-        payload = json.dumps(
-            {"credentials": json.loads(credentials.to_json()), "fetched_at": self._clock()},
-            separators=(",", ":"),
-        )
+    def _write(self, path: Path, credentials: RegistryCredentials, identity: str | None) -> None:
+        entry = {"credentials": json.loads(credentials.to_json()), "fetched_at": self._clock()}
+        if identity:
+            entry["identity"] = identity
+        payload = json.dumps(entry, separators=(",", ":"))
         self._write_atomically(path, payload)
 
     def _write_atomically(self, path: Path, payload: str) -> None:
@@ -247,9 +250,13 @@ class CachedCredentials:
         key: str,
         fetch: Callable[[], RegistryCredentials],
         on_result: Callable[[CachedToken], None] | None = None,
+        *,
+        identity: str | None = None,
     ) -> None:
         self.cache = cache
         self.key = key
+        self.identity = identity
+        self.fetched = False  # whether a lookup fetched a new token (the host's tokens changed)
         self._fetch = fetch
         self._on_result = on_result
 
@@ -258,7 +265,8 @@ class CachedCredentials:
 
     def lookup(self) -> CachedToken:
         """Like ``get``, saying also whether the credentials were fetched just now."""
-        result = self.cache.get(self.key, self._fetch)
+        result = self.cache.get(self.key, self._fetch, identity=self.identity)
+        self.fetched = self.fetched or result.fetched
         registry = result.credentials.registry
         metrics.emit(metrics.TOKEN_FETCH if result.fetched else metrics.TOKEN_CACHE_HIT, registry=registry)
         metrics.emit(

@@ -65,6 +65,22 @@ class AwsIdentity:
             region=region or _env(env, "AWS_REGION", "AWS_DEFAULT_REGION"),
         )
 
+    def describe(self) -> str:
+        """Who this identity is, for people (the Container hosts page): the role, the profile or
+        the access key id's last four characters — never a secret."""
+        parts = []
+        if self.role_arn:
+            parts.append(f"role {self.role_arn}")
+        if self.profile:
+            parts.append(f"profile {self.profile}")
+        if self.access_key_id and not self.role_arn:
+            parts.append(f"access key …{self.access_key_id[-4:]}")
+        if not parts:
+            parts.append("default credentials")
+        if self.endpoint_url:
+            parts.append(f"at {self.endpoint_url.rstrip('/')}")
+        return " ".join(parts)
+
     def key(self) -> str:
         """A short stable hash of the facts (the cache key's identity half)."""
         facts = {k: (v.rstrip("/") if k == "endpoint_url" and v else v) for k, v in asdict(self).items()}

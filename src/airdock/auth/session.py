@@ -51,14 +51,21 @@ def registry_credentials(
     )
     store = cache if cache is not None else TokenCache()
     if registry is not None:
-        return CachedCredentials(store, f"{registry.host}|{identity.key()}", lambda: source.fetch(registry))
+        return CachedCredentials(
+            store,
+            f"{registry.host}|{identity.key()}",
+            lambda: source.fetch(registry),
+            identity=identity.describe(),
+        )
 
     def fetch_default() -> RegistryCredentials:
         # The default registry is known only from the token's proxyEndpoint: file the token under
         # that host as well, where the tasks of this host (which name the host) look for it.
         credentials = source.fetch(None)
         if credentials.registry:
-            store.put(f"{credentials.registry}|{identity.key()}", credentials)
+            store.put(f"{credentials.registry}|{identity.key()}", credentials, identity=identity.describe())
         return credentials
 
-    return CachedCredentials(store, f"default-registry|{identity.key()}", fetch_default)
+    return CachedCredentials(
+        store, f"default-registry|{identity.key()}", fetch_default, identity=identity.describe()
+    )
