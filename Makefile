@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.airdock-installed
 LINT_PATHS := src tests scripts $(wildcard benchmarks)
+# Debian packages the tests need (one apt-get run when some are missing): the engine and registry,
+# the local cluster's PostgreSQL and Redis, the browser of the Container hosts page's test.
+TEST_PACKAGES := docker.io docker-registry busybox-static postgresql redis-server chromium
 
 .PHONY: install lint test test-unit test-cluster cluster cluster-down demo bench clean
 
@@ -21,6 +24,7 @@ lint: install
 
 test: lint
 	@echo "== test: unit, integration, e2e (engine, registry, local stack, Airflow) and the local cluster"
+	@scripts/packages.sh $(TEST_PACKAGES)
 	@scripts/engine.sh run scripts/test.sh $(PYTEST_ARGS)
 
 test-unit: install
@@ -28,6 +32,7 @@ test-unit: install
 
 test-cluster: lint
 	@echo "== test: the local cluster (CeleryExecutor, PostgreSQL, two worker hosts)"
+	@scripts/packages.sh $(TEST_PACKAGES)
 	@scripts/engine.sh run $(BIN)/pytest tests/cluster $(PYTEST_ARGS)
 
 cluster:

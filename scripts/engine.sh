@@ -30,24 +30,14 @@ answers() {  # answers DOCKER_HOST_VALUE -> 0 when an engine replies on it
 }
 
 install_packages() {
-    local missing=() pkg
     if command -v dpkg-query >/dev/null 2>&1; then
-        for pkg in docker.io docker-registry busybox-static; do
-            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-        done
-    else
-        command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-        command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+        AIRDOCK_APT_LOG="$ROOT/apt.log" "$(dirname "${BASH_SOURCE[0]}")/packages.sh" docker.io docker-registry busybox-static
+        return
     fi
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
-    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-    say "installing ${missing[*]} with apt-get (one-time, ~1 min)"
-    mkdir -p "$ROOT"
-    local log="$ROOT/apt.log"
-    apt-get update -qq >"$log" 2>&1 || { tail -5 "$log" >&2; die "apt-get update failed (log: $log)"; }
-    DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get install -y -qq "${missing[@]}" >>"$log" 2>&1 \
-        || { tail -5 "$log" >&2; die "apt-get install ${missing[*]} failed (log: $log)"; }
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    [ "${#missing[@]}" -eq 0 ] || die "missing ${missing[*]}; install them with your package manager"
 }
 
 ensure() {

@@ -397,6 +397,7 @@ class ContainerOperator(EcrDockerOperator):
     def _execute_ecs(self, context: Any, identity: TaskIdentity) -> Any:
         from airdock.airflow.credentials import configured_ecr_registries
         from airdock.images import ecr_registry_for, parse_image_ref
+        from airdock.targets.ecs import inventory
         from airdock.targets.ecs.image import pin_to_digest
         from airdock.targets.ecs.target import EcsRunError, EcsTarget
         from airdock.targets.ecs.task_definition import desired_definition, family_for
@@ -415,6 +416,7 @@ class ContainerOperator(EcrDockerOperator):
         secret_values, secret_arns = self._resolve_secrets(arns_too=False)
         handle = None
         found = None
+        started = None  # this try's new ECS task, as the Container hosts page lists it
         if self.reattach:
             found = target.find(identity)
             if found is not None:
@@ -457,6 +459,8 @@ class ContainerOperator(EcrDockerOperator):
                 raise AirflowFailException(str(exc)) from None
             except (ImagePullError, AirdockError) as exc:
                 raise AirflowException(str(exc)) from None
+            tags = identity.tags()
+            started = inventory.task_entry(handle.task_arn, definition, tags, "PROVISIONING", time.time())
             self.log.info(
                 "started ECS task %s on cluster %s (task definition %s, image %s)",
                 handle.task_id,
@@ -467,6 +471,7 @@ class ContainerOperator(EcrDockerOperator):
         digest = handle.image.split("@", 1)[1] if "@" in handle.image else None
         if digest:
             context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
+        self._note_ecs(ecs, handle, started=started)
         if self._defers() and (found is None or found[1]):
             self._defer_ecs(handle, identity, region, target.poll_seconds)
         self._ecs_running = (target, handle)
@@ -474,7 +479,28 @@ class ContainerOperator(EcrDockerOperator):
             outcome = target.follow(handle, self.log.info, keep)
         finally:
             self._ecs_running = None
+        self._note_ecs(ecs, handle, ended=True)
         return self._result(outcome)
+
+    def _note_ecs(
+        self, ecs: Any, handle: Any, *, started: dict[str, Any] | None = None, ended: bool = False
+    ) -> None:
+        """The cluster's snapshot for the Container hosts page (``host_status.note_ecs``)."""
+        from airdock.airflow import host_status
+
+        ended_task = handle.task_id if ended else None
+        host_status.note_ecs(
+            ecs, handle.cluster, self._host_engine(), self.log, started=started, ended_task=ended_task
+        )
+
+    def _host_engine(self) -> Any:
+        """This host's engine as a ``DockerClient`` for its status record; None when it has none."""
+        from airdock.engine.client import client_over
+
+        try:
+            return client_over(self.cli)
+        except Exception:  # an ECS-only worker: its record says so
+            return None
 
     def _defer_ecs(self, handle: Any, identity: TaskIdentity, region: str, poll_seconds: float) -> None:
         from airdock.airflow.triggers import EcsTaskTrigger
@@ -586,6 +612,7 @@ class ContainerOperator(EcrDockerOperator):
             outcome = target.collect(handle, keep)
         except AirdockError as exc:
             raise AirflowException(str(exc)) from None
+        self._note_ecs(ecs, handle, ended=True)
         return self._result(outcome)
 
     def on_kill(self) -> None:

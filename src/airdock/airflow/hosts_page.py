@@ -3,8 +3,10 @@
 One row per worker host from the records its tasks publish (``airdock.airflow.host_status``, the
 Variables ``airdock.host.<hostname>``): last report, Docker engine version, image store against
 its budget, the last GC, airdock's running containers and the registry tokens the host holds
-(registry and expiry — a record never holds a token); ``/airdock/hosts/<host>`` has the host's
-recent pulls, GC decisions and swept orphans. A host not heard from for 10 minutes is marked stale.
+(registry, identity and expiry — a record never holds a token); then, per ECS cluster, the newest
+snapshot any host took (airdock's running tasks, its task-definition families and revisions).
+``/airdock/hosts/<host>`` has the host's recent pulls, GC decisions and swept orphans. A host not
+heard from for 10 minutes is marked stale.
 
 Server-rendered HTML, no JavaScript. Access follows Airflow's auth manager: a user who may view
 the DAGs' task instances (the UI's JWT cookie, or a bearer token); anyone else gets 401/403.
@@ -23,6 +25,7 @@ from fastapi.responses import HTMLResponse
 
 from airdock.airflow.host_status import VARIABLE_PREFIX
 from airdock.hygiene.units import format_age
+from airdock.targets.ecs import inventory
 
 __all__ = ["STALE_AFTER_S", "app", "render_detail", "render_hosts"]
 
@@ -77,6 +80,10 @@ def _records() -> list[dict[str, Any]]:
     return sorted(found, key=lambda record: str(record["host"]))
 
 
+def _or_dash(value: Any) -> str:
+    return "—" if value is None else escape(str(value))
+
+
 def _mb(value: Any) -> str:
     return "—" if value is None else f"{int(value) / 1e6:.1f} MB"
 
@@ -95,6 +102,8 @@ def _expires(seconds: Any) -> str:
 
 
 def _bar(used: Any, budget: Any) -> str:
+    if used is None:
+        return "no engine reached"
     if not budget:
         return f"{_mb(used)} (no budget)"
     share = min(1.0, int(used) / int(budget))
@@ -132,16 +141,17 @@ def render_hosts(records: list[dict[str, Any]], now: float) -> str:
         )
         tokens = "<br>".join(
             f"{escape(str(token['registry']))}: {_expires(token['expires_in_s'] - age)}"
+            f' <span class="identity">({escape(str(token.get("identity") or "?"))})</span>'
             for token in record.get("tokens") or []
         )
         rows.append(
             f'<tr data-host="{escape(host)}" class="{"stale" if stale else "live"}">'
             f'<td><a href="hosts/{escape(host)}">{escape(host)}</a></td>'
             f"<td>{_ago(age)}{' (stale)' if stale else ''}</td>"
-            f"<td>{escape(str(record.get('engine_version', '?')))}</td>"
+            f"<td>{_or_dash(record.get('engine_version'))}</td>"
             f"<td>{_bar(record.get('image_store_bytes', 0), record.get('budget_bytes'))}</td>"
             f"<td>{last_gc}</td>"
-            f"<td>{int(record.get('containers_running', 0))}</td>"
+            f"<td>{_or_dash(record.get('containers_running'))}</td>"
             f"<td>{tokens or 'none'}</td></tr>"
         )
     head = (
@@ -149,7 +159,58 @@ def render_hosts(records: list[dict[str, Any]], now: float) -> str:
         "<th>containers running</th><th>registry tokens</th></tr>"
     )
     note = f"<p>A host not heard from for {STALE_AFTER_S // 60} minutes is marked stale.</p>"
-    return _page("Container hosts", f'<table id="hosts">{head}{"".join(rows)}</table>{note}')
+    body = f'<table id="hosts">{head}{"".join(rows)}</table>{note}{_ecs_section(records, now)}'
+    return _page("Container hosts", body)
+
+
+def _ecs_task_row(task: dict[str, Any], now: float) -> str:
+    started = task.get("started_at")
+    return (
+        f'<tr data-ecs-task="{_or_dash(task.get("task"))}"><td><code>{_or_dash(task.get("task"))}</code></td>'
+        f"<td>{_or_dash(task.get('dag_id'))} / {_or_dash(task.get('task_id'))}</td>"
+        f"<td>{_or_dash(task.get('definition'))}</td><td>{_or_dash(task.get('status'))}</td>"
+        f"<td>{_ago(now - float(started)) if started else '—'}</td></tr>"
+    )
+
+
+def _ecs_section(records: list[dict[str, Any]], now: float) -> str:
+    """Per ECS cluster, the newest snapshot any host took: airdock's running tasks and its
+    task-definition families with their ACTIVE revisions."""
+    newest: dict[str, tuple[dict[str, Any], str]] = {}
+    for record in records:
+        for snap in record.get("ecs") or []:
+            key = str(snap.get("key"))
+            if key not in newest or inventory.as_of(snap) > inventory.as_of(newest[key][0]):
+                newest[key] = (snap, str(record["host"]))
+    if not newest:
+        return '<h2 id="ecs">ECS</h2><p>No airdock task has run on ECS yet.</p>'
+    parts = ['<h2 id="ecs">ECS</h2>']
+    for key in sorted(newest):
+        snap, host = newest[key]
+        running = snap.get("running") or []
+        more = int(snap.get("running_count") or len(running)) - len(running)
+        tasks = "".join(_ecs_task_row(task, now) for task in running)
+        if more > 0:
+            tasks += f"<tr><td colspan=5>and {more} more</td></tr>"
+        families = "".join(
+            f'<tr data-family="{_or_dash(family.get("family"))}"><td>{_or_dash(family.get("family"))}</td>'
+            f"<td>{', '.join(str(int(r)) for r in family.get('revisions') or [])}</td></tr>"
+            for family in snap.get("task_definitions") or []
+        )
+        hidden = int(snap.get("family_count") or 0) - len(snap.get("task_definitions") or [])
+        if hidden > 0:
+            families += f"<tr><td colspan=2>and {hidden} more families</td></tr>"
+        parts.append(
+            f'<section class="ecs-cluster" data-cluster="{escape(key)}">'
+            f"<h3>cluster {escape(str(snap.get('cluster')))} ({escape(str(snap.get('region')))})</h3>"
+            f"<p>as of {_ago(now - inventory.as_of(snap))}, from {escape(host)}: "
+            f"{len(running) + max(more, 0)} task(s) running</p>"
+            "<table><tr><th>ECS task</th><th>Airflow task</th><th>task definition</th><th>status</th>"
+            f"<th>started</th></tr>{tasks or '<tr><td colspan=5>none running</td></tr>'}</table>"
+            "<table><tr><th>task-definition family</th><th>ACTIVE revisions, newest first</th></tr>"
+            f"{families or '<tr><td colspan=2>none</td></tr>'}</table></section>"
+        )
+    return "".join(parts)
 
 
 def _pull_row(pull: dict[str, Any], now: float) -> str:
