@@ -1,4 +1,5 @@
-"""EcrDockerOperator's container output through Airflow's task runner: every line logged, the XCom kept."""
+"""EcrDockerOperator's container output through Airflow's task runner: every line logged, in records
+of the lines that arrived together (``[airdock] log_lines_per_record``), the XCom kept."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ def test_every_line_is_logged_and_the_xcom_holds_what_was_asked(
     logged = [int(n) for n in re.findall(r"many-(\d{5}) ünïcödé", run.task_log)]
     assert sorted(set(logged)) == list(range(1, 5001)), "every one of the 5,000 lines is in the task log"
     assert len(logged) == 5000, "and each once"
+    files = (deployment.home / "logs" / "dag_id=airdock_e2e_logs").rglob("task_id=last_line/*.log")
+    events = [json.loads(line).get("event", "") for path in files for line in path.read_text().splitlines()]
+    records = [event for event in events if "many-" in event]
+    assert "\n".join(records).split("\n") == [f"many-{i:05d} ünïcödé" for i in range(1, 5001)]
+    assert len(records) <= 5000 / 20, f"lines that arrived together share a record ({len(records)} records)"
     assert len(re.findall(r"every-\d{5} ünïcödé", run.task_log)) == 300
     assert len(re.findall(r"none-\d{5} ünïcödé", run.task_log)) == 10
 

@@ -213,8 +213,31 @@ def test_the_operator_returns_the_last_line_and_logs_all(monkeypatch: pytest.Mon
     op = operator_with(FakeDockerClient([b"one\ntw", b"o\nthree"]), monkeypatch)
     result, emitted = run_image(op)
     assert result == "three"
-    assert emitted[-3:] == ["one", "two", "three"]
+    records = emitted[emitted.index(next(r for r in emitted if r.startswith("one"))) :]
+    assert "\n".join(records).split("\n") == ["one", "two", "three"], records
+    op = operator_with(FakeDockerClient([b"one\ntwo\nthree\n"]), monkeypatch)
+    assert run_image(op)[1][-1] == "one\ntwo\nthree", "lines that arrived together: one record"
     assert provider.fetch_logs is STOCK_FETCH_LOGS, "the provider's reader is restored"
+
+
+@pytest.mark.usefixtures("quiet_log")
+def test_the_operator_logs_a_record_per_line_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__AIRDOCK__LOG_LINES_PER_RECORD", "1")
+    op = operator_with(FakeDockerClient([b"one\ntw", b"o\nthree"]), monkeypatch)
+    result, emitted = run_image(op)
+    assert (result, emitted[-3:]) == ("three", ["one", "two", "three"])
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_lines_per_record_fails_the_task_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from airflow.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW__AIRDOCK__LOG_LINES_PER_RECORD", value)
+    op = operator_with(FakeDockerClient([b"one\n"]), monkeypatch)
+    with pytest.raises(AirflowFailException, match=r"log_lines_per_record = '.+': use a whole number"):
+        op._run_image()
 
 
 @pytest.mark.usefixtures("quiet_log")
@@ -263,3 +286,62 @@ def test_the_substitution_is_local_to_its_context_and_restored() -> None:
     with pytest.raises(RuntimeError), _provider_fetch_logs(airdock_reader):
         raise RuntimeError("boom")
     assert provider.fetch_logs is stock, "restored after an exception too"
+
+
+def test_records_carry_at_most_n_lines_and_64_kb_and_never_cut_a_line() -> None:
+    from airdock.engine.logs import MAX_RECORD_BYTES, records
+
+    lines = [f"{i:05d} {'é' * 40}" for i in range(2500)]  # 87 bytes each in UTF-8
+    out = list(records(lines, 1000))
+    assert "\n".join(out).split("\n") == lines
+    assert all(len(r.split("\n")) <= 1000 and len(r.encode()) <= MAX_RECORD_BYTES for r in out)
+    assert len(out) == 5, "1000 lines of 87 B exceed 64 KB: each thousand in two records, then 500"
+    huge = "x" * (MAX_RECORD_BYTES + 10)
+    assert list(records(["a", huge, "b"], 1000)) == ["a", huge, "b"], "a longer line is a record alone"
+    assert list(records(["a", "b"], 1)) == ["a", "b"]
+
+
+def test_batched_lines_arrive_whole_in_order_with_count_tail_and_kept_as_line_by_line() -> None:
+    import random
+
+    data = b"".join(b"line %d \r\n" % i for i in range(5000)) + b"last"
+    rng = random.Random(7)
+    chunks, at = [], 0
+    while at < len(data):
+        step = rng.randint(1, 300)
+        chunks.append(data[at : at + step])
+        at += step
+    batched: list[str] = []
+    one: list[str] = []
+    many = stream_lines(chunks, batched.append, KeepPolicy.ALL, 10, 100)
+    single = stream_lines(chunks, one.append, KeepPolicy.ALL, 10, 1)
+    assert "\n".join(batched).split("\n") == one == [f"line {i}" for i in range(5000)] + ["last"]
+    assert len(batched) < len(one) and all(len(r.split("\n")) <= 100 for r in batched)
+    assert (many.count, many.tail, many.kept) == (single.count, single.tail, single.kept)
+
+
+def test_coalesce_hands_on_what_arrived_without_waiting_and_raises_the_readers_error_in_order() -> None:
+    import threading
+    import time
+
+    from airdock.engine.logs import coalesce
+
+    released = threading.Event()
+
+    def slow() -> Any:
+        yield b"first\n"
+        released.wait(5)  # nothing more until the consumer has the first chunk
+        yield b"second\n"
+        raise OSError("the engine went away")
+
+    got = coalesce(slow())
+    started = time.monotonic()
+    assert next(got) == b"first\n" and time.monotonic() - started < 1, "a lone line is not held back"
+    released.set()
+    assert next(got) == b"second\n"
+    with pytest.raises(OSError, match="went away"):
+        next(got)
+
+    endless = coalesce(iter(lambda: b"x\n", None))
+    assert next(endless).startswith(b"x\n")
+    endless.close()  # the consumer stops early: the reader stops at its next chunk

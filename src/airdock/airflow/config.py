@@ -63,3 +63,25 @@ def _settled_without_airflow(key: str) -> tuple[bool, str | None]:
         return True, None
     named = {option.lower() for option in parser.options("airdock")}
     return not named & {key, f"{key}_cmd", f"{key}_secret"}, None
+
+
+def log_lines_per_record() -> int:
+    """``[airdock] log_lines_per_record``: how many lines of a container's output one task-log
+    record may carry (default ``DEFAULT_LINES_PER_RECORD``; 1: a record per line). A bad value is
+    a ``ConfigError`` naming the option."""
+    from airdock.engine.logs import DEFAULT_LINES_PER_RECORD
+    from airdock.errors import ConfigError
+
+    value = option("log_lines_per_record")
+    if value is None:
+        return DEFAULT_LINES_PER_RECORD
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"[airdock] log_lines_per_record = {value!r}: use a whole number of lines, 1 or more "
+            "(1: one log record per line)"
+        )
+    return number

@@ -14,7 +14,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airdock import metrics
 from airdock.airflow.config import option
-from airdock.airflow.operators import CONTAINER_STARTED, IMAGE_DIGEST_XCOM_KEY, EcrDockerOperator
+from airdock.airflow.operators import (
+    CONTAINER_STARTED,
+    IMAGE_DIGEST_XCOM_KEY,
+    EcrDockerOperator,
+    _lines_per_record,
+)
 from airdock.airflow.secret_refs import SECRET_REF, LazyClient, aws_client, secret_value
 from airdock.engine.client import engine_address
 from airdock.engine.logs import KeepPolicy
@@ -320,7 +325,8 @@ class ContainerOperator(EcrDockerOperator):
         self.container = {"Id": container_id}
         self._push_container_digest(context, container_id)
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
-        outcome = follow_container(cli, container_id, self.log.info, keep)
+        per_record = _lines_per_record()
+        outcome = follow_container(cli, container_id, self.log.info, keep, lines_per_record=per_record)
         self._dispose_container(outcome.succeeded)
         return self._result(outcome)
 
@@ -410,7 +416,13 @@ class ContainerOperator(EcrDockerOperator):
                 f"no AWS region for ECS: set region_name on the connection '{self.aws_conn_id}' or the task"
             )
         settings = self._ecs_settings(region)
-        target = EcsTarget(ecs, LazyClient("logs", region, self.aws_conn_id), settings, log=self.log)
+        target = EcsTarget(
+            ecs,
+            LazyClient("logs", region, self.aws_conn_id),
+            settings,
+            log=self.log,
+            lines_per_record=_lines_per_record(),
+        )
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
         # Resolved (and masked) before anything is followed: a reattached task prints them too.
         secret_values, secret_arns = self._resolve_secrets(arns_too=False)

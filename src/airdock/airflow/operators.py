@@ -219,7 +219,12 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 return CONTAINER_STARTED
             raise AirflowException("the docker provider did not start the container through fetch_logs")
         keep = KeepPolicy.for_xcom(bool(self.do_xcom_push), bool(self.xcom_all))
-        reader = _BoundedLogReader(keep)
+        reader = _BoundedLogReader(
+            keep,
+            lines_per_record=_lines_per_record(),
+            base_url=str(getattr(self.cli, "base_url", "")),
+            tty=bool(self.tty),
+        )
         with _provider_fetch_logs(reader):
             result = super()._run_image_with_mounts(target_mounts, add_tmp_variable)
         if not reader.used:
@@ -368,6 +373,16 @@ def _stop_after_start(log_stream: Any, log: Any) -> list[str]:
     raise _ContainerStarted
 
 
+def _lines_per_record() -> int:
+    """``[airdock] log_lines_per_record``; a bad value fails the task in one line (no retry helps)."""
+    from airdock.airflow.config import log_lines_per_record
+
+    try:
+        return log_lines_per_record()
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 class _BoundedLogReader:
     """Stands in for the provider's ``fetch_logs``: streams lines, returns only what is needed.
 
@@ -376,18 +391,36 @@ class _BoundedLogReader:
     else the bounded tail (whose last element is the last line).
     """
 
-    def __init__(self, keep: KeepPolicy, tail: int = DEFAULT_TAIL_LINES) -> None:
+    def __init__(
+        self,
+        keep: KeepPolicy,
+        tail: int = DEFAULT_TAIL_LINES,
+        lines_per_record: int = 1,
+        *,
+        base_url: str = "",
+        tty: bool = False,
+    ) -> None:
         self.keep = keep
         self.tail = tail
+        self.lines_per_record = lines_per_record
+        self.base_url = base_url  # the engine's address as docker-py names it, and whether the
+        self.tty = tty  # container has a TTY: what reading its attach socket directly needs
         self.used = False
 
     def __call__(self, log_stream: Iterable[bytes | str], log: Any) -> list[str]:
+        from airdock.engine.attach import socket_chunks
+
         self.used = True
         # Bound once: Airflow's ``self.log`` is a lazy structlog proxy that re-resolves on every
-        # attribute access. The line is the event itself, not a "%s" argument: no per-line
-        # %-formatting, and a line holding "%" is logged verbatim either way.
-        lines = stream_lines(log_stream, log.info, self.keep, self.tail)
-        return lines.kept if self.keep is KeepPolicy.ALL else lines.tail
+        # attribute access. The record (the lines that arrived together, or one line) is the event
+        # itself, not a "%s" argument: no %-formatting, and "%" is logged verbatim either way.
+        emit, keep, tail, per_record = log.info, self.keep, self.tail, self.lines_per_record
+        chunks = socket_chunks(log_stream, self.base_url, self.tty) if per_record > 1 else None
+        if chunks is not None:  # big reads of the socket: what arrived together, without a thread
+            lines = stream_lines(chunks, emit, keep, tail, per_record, read_ahead=False)
+        else:
+            lines = stream_lines(log_stream, emit, keep, tail, per_record)
+        return lines.kept if keep is KeepPolicy.ALL else lines.tail
 
 
 _docker_module = sys.modules[DockerOperator.__module__]

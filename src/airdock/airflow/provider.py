@@ -59,6 +59,12 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "7d",
         "",
     ),
+    "log_lines_per_record": (
+        "How many lines of a container's output one task-log record may carry: the lines that "
+        "arrived together go out as one record (at most this many, and 64 KB). 1: a record per line.",
+        "1",
+        "1000",
+    ),
     "run_on": (
         "Where ContainerOperator tasks run unless the task says: 'docker' (the worker's Docker engine) "
         "or 'ecs' (AWS ECS, with the ecs_* settings below).",

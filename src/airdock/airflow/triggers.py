@@ -194,8 +194,16 @@ class _FollowingTrigger(BaseTrigger):  # type: ignore[misc]  # airflow-core is u
     aws_conn_id: str | None
 
     def _start_following(self) -> None:
+        from airdock.airflow.config import log_lines_per_record
+        from airdock.errors import ConfigError
+
         log = self.log  # bound once: one lookup per trigger, not per line
-        self._lines = LogLines(log.info, KeepPolicy.NONE, 0)
+        try:
+            per_record = log_lines_per_record()  # the triggerer's own [airdock] option
+        except ConfigError as exc:
+            log.warning("%s; forwarding a record per line", exc)
+            per_record = 1
+        self._lines = LogLines(log.info, KeepPolicy.NONE, 0, per_record)
         self._store: LogCheckpoints | None = None
         self._saved_at = 0.0
         self._position: dict[str, Any] | None = None

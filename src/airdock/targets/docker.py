@@ -54,9 +54,12 @@ def follow_container(
     emit: Callable[[str], Any],
     keep: KeepPolicy = KeepPolicy.LAST,
     tail: int = DEFAULT_TAIL_LINES,
+    lines_per_record: int = 1,
 ) -> Outcome:
-    """Emit the container's whole output (following it while it runs); its exit code once it ends."""
-    return _outcome(cli, container_id, stream_lines(follow_output(cli, container_id), emit, keep, tail))
+    """Emit the container's whole output (following it while it runs), in records of up to
+    ``lines_per_record`` lines that arrived together; its exit code once it ends."""
+    stream = follow_output(cli, container_id)
+    return _outcome(cli, container_id, stream_lines(stream, emit, keep, tail, lines_per_record))
 
 
 def collect_container(

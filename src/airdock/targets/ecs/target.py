@@ -66,11 +66,13 @@ class EcsTarget:
         poll_seconds: float = 2.0,
         log: logging.Logger | Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        lines_per_record: int = 1,
     ) -> None:
         self.ecs = ecs
         self.logs = logs
         self.settings = settings
         self.poll_seconds = poll_seconds
+        self.lines_per_record = lines_per_record
         self.log = log or logging.getLogger("airdock.targets.ecs")
         self._sleep = sleep
 
@@ -167,8 +169,9 @@ class EcsTarget:
         keep: KeepPolicy = KeepPolicy.LAST,
         tail: int = DEFAULT_TAIL_LINES,
     ) -> Outcome:
-        """Forward the task's log lines to ``emit`` until it stops; its outcome (and mark it collected)."""
-        lines = LogLines(emit, keep, tail)
+        """Forward the task's log lines to ``emit`` until it stops, each page of events in records of
+        up to ``lines_per_record`` lines; its outcome (and mark it collected)."""
+        lines = LogLines(emit, keep, tail, self.lines_per_record)
         token: str | None = None
         delay = FIRST_POLL_S
         while True:
@@ -234,8 +237,8 @@ class EcsTarget:
         """Emit the stream's events after ``token``; the token to continue from."""
         while True:
             messages, following, more = log_page(self.logs, handle, token)
-            for message in messages:
-                lines.feed(message + "\n")
+            if messages:  # a page's events arrived together: one block, few records
+                lines.feed("".join(f"{message}\n" for message in messages))
             token = following
             if not more:
                 return token
