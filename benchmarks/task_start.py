@@ -3,10 +3,10 @@
 Three ways to run ``true`` in the same cached image (pushed to a private local stack, listed in
 ``[airdock] ecr_registries``, present locally), in rounds that rotate their order:
 
-- airdock: ``EcrDockerOperator(pull_policy="if_not_present")`` — credentials object, lease in the
+- airdock: ``EcrDockerOperator(pull_policy="if_not_present")`` — lease (and use) in the
   usage record, inspect, run, remove;
-- the stock ``DockerOperator`` with ``auto_remove="success"`` (so both clean up) — the baseline;
-- ``docker run --rm`` through the CLI — the floor, reported as its own figure.
+- the stock ``DockerOperator`` with ``auto_remove="success"`` (so both clean up), for comparison;
+- ``docker run --rm`` through the CLI — the floor and the target's baseline (≤ 1.05×).
 
 Each operator is constructed fresh per sample (as each task run is) and only ``execute`` is timed;
 both run in one child process with a throw-away Airflow home and an AWS connection to the stack.
@@ -36,7 +36,7 @@ from benchmarks._support import (
     verdict,
 )
 
-TARGET_RATIO = 1.10
+TARGET_RATIO = 1.05  # of raw `docker run --rm`
 REPOSITORY = "bench/task-start"
 WAYS = ("airdock", "stock", "raw")
 
@@ -107,16 +107,16 @@ def run(scale: float, repeat: int) -> list[Figure]:
     raw = Figure.of(
         "task_start_raw_docker_ms", ms(samples["raw"]), "ms", note="`docker run --rm` via the CLI (the floor)"
     )
-    ratio = median(ms(samples["airdock"])) / stock.airdock
+    ratio = median(ms(samples["airdock"])) / raw.airdock
     airdock = Figure.of(
         "task_start_ms",
         ms(samples["airdock"]),
         "ms",
-        baseline=stock.airdock,
+        baseline=raw.airdock,
         note=(
-            f"EcrDockerOperator vs stock DockerOperator, cached tiny image, {rounds} rounds; target ≤ "
-            f"{TARGET_RATIO:.2f}× ({verdict(ratio <= TARGET_RATIO)}); raw `docker run --rm` "
-            f"{raw.airdock:.0f} ms"
+            f"EcrDockerOperator vs raw `docker run --rm`, cached tiny image, {rounds} rounds; target ≤ "
+            f"{TARGET_RATIO:.2f}× raw ({verdict(ratio <= TARGET_RATIO)}); stock DockerOperator "
+            f"{stock.airdock:.0f} ms"
         ),
     )
     return [airdock, stock, raw]

@@ -85,6 +85,21 @@ def test_a_task_runs_and_its_output_arrives_line_by_line(
     assert task["containers"][0]["image"] == handle.image
 
 
+def test_a_page_of_log_events_goes_out_as_few_records_of_whole_lines(
+    stack: StackHandle, ecs_image: str, tmp_path: Path
+) -> None:
+    runner = Runner(stack, tmp_path)
+    runner.target.lines_per_record = 40
+    program = "i=1; while [ $i -le 100 ]; do echo line-$i; i=$((i+1)); done"
+    handle = runner.start(ContainerSpec(image=ecs_image, command=("sh", "-c", program)), identity())
+    records: list[str] = []
+    outcome = runner.target.follow(handle, records.append, KeepPolicy.LAST)
+    assert "\n".join(records).split("\n") == [f"line-{i}" for i in range(1, 101)]
+    assert all(len(record.split("\n")) <= 40 for record in records)
+    assert len(records) < 100 / 4, f"a page's events share records ({len(records)} records)"
+    assert outcome.kept == ["line-100"]
+
+
 def test_a_failing_task_reports_its_exit_code_and_last_lines(
     stack: StackHandle, ecs_image: str, tmp_path: Path
 ) -> None:

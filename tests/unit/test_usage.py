@@ -133,6 +133,12 @@ def test_a_store_from_before_scopes_and_marks_is_upgraded(tmp_path: Path) -> Non
     assert store.engine_mark() is None
     store.claim_engine(ENGINE_A)
     assert store.usage_for([image(ID_A)], now=10.0)[ID_A].last_used == 3.0
+    with sqlite3.connect(path) as db:  # upgraded once: the next process skips the schema script
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+            "uses", "leases", "brought", "meta"
+        }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -206,6 +212,13 @@ def test_a_digest_lease_matches_repo_digests(store: UsageStore) -> None:
         )
     assert usage[ID_A].leased_until is not None
     assert usage[ID_B].leased_until is None
+
+
+def test_lease_add_can_record_the_use_in_the_same_write(store: UsageStore) -> None:
+    with store.lease(["team/app:v1"]) as lease:
+        lease.add(ID_A, used_at=42.0)
+        usage = store.usage_for([image(ID_A)], now=time.time())[ID_A]
+        assert (usage.last_used, usage.brought, usage.leased_until is not None) == (42.0, True, True)
 
 
 def test_lease_add_holds_the_image_id_even_after_the_tag_moves(store: UsageStore) -> None:

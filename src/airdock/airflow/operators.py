@@ -16,6 +16,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
+from airdock.auth.credentials import RegistryCredentials
 from airdock.engine.client import describe_engine_error, engine_address
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
 from airdock.engine.pull import PulledImage, PullPolicy, ensure_image
@@ -121,7 +122,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self.stop_grace_seconds = stop_grace_seconds
         self.auto_gc = auto_gc
         self._start_only = False  # set by a subclass that follows the container elsewhere
-        self._credentials: AirflowEcrCredentials | None = None  # the last pull's, for the host status
+        self._credentials: _OnFirstUse | None = None  # the last pull's, for the host status
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
         if "{{" not in image:
@@ -150,14 +151,13 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 raise AirflowException(str(exc)) from None
             except (RegistryAuthError, AirdockError) as exc:
                 raise AirflowException(str(exc)) from None
-            lease.add(pulled.image_id)
+            lease.add(pulled.image_id, used_at=time.time())  # held, and its use recorded: one write
             if pulled.pulled:
                 self._note_pull(pulled)
             usage.mark_if_new(lambda: engine_mark(self.cli))  # a new store learns whose engine it is
             digest = pulled.digest or pulled.image_id
             self.log.info("running %s, digest %s", pulled.reference, digest)
             context["ti"].xcom_push(key=IMAGE_DIGEST_XCOM_KEY, value=digest)
-            usage.record_use(pulled.image_id, time.time())
             self.image = pulled.image_id  # create the container from what was pulled, even if the tag moves
             succeeded = False
             result = None
@@ -174,7 +174,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 # failing clean-up is logged, never raised: it must not hide the task's own error.
                 # A container started to be followed elsewhere (deferral) is left running.
                 if result is not CONTAINER_STARTED:
-                    self._dispose_container(succeeded)
+                    self._dispose_container(succeeded, exited=succeeded)
         if result is CONTAINER_STARTED:
             self._publish_host_status()
             return result
@@ -239,13 +239,18 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         registry = ecr_registry_for(ref, configured_ecr_registries())
         credentials = None
         if registry is not None:
-            credentials = AirflowEcrCredentials(
-                registry,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                cache=token_cache(self.token_refresh_margin),
-                log=self.log,
-            )
+            ecr = registry
+
+            def make() -> AirflowEcrCredentials:
+                return AirflowEcrCredentials(
+                    ecr,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    cache=token_cache(self.token_refresh_margin),
+                    log=self.log,
+                )
+
+            credentials = _OnFirstUse(make)  # an image already present needs no AWS connection
         self._credentials = credentials
         return ensure_image(self._engine(ref), ref, policy, credentials, logger=self.log)
 
@@ -310,8 +315,9 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             LABEL_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
-    def _dispose_container(self, succeeded: bool) -> None:
+    def _dispose_container(self, succeeded: bool, *, exited: bool = False) -> None:
         """Stop the container if it still runs; remove it unless ``remove`` says keep. Idempotent.
+        ``exited``: the engine said it exited (its wait returned), so it is not asked again.
 
         Never raises: on every path it runs after the task's own outcome, which must stay visible.
         """
@@ -323,7 +329,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         container_id = container["Id"]
         keep = self.remove == "never" or (self.remove == "on_success" and not succeeded)
         try:
-            state = self.cli.inspect_container(container_id)["State"]
+            state = {} if exited else self.cli.inspect_container(container_id)["State"]
             if state.get("Running"):
                 self.log.info(
                     "stopping container %s (grace %d s)", container_id[:12], self.stop_grace_seconds
@@ -371,6 +377,31 @@ def _stop_after_start(log_stream: Any, log: Any) -> list[str]:
     if callable(close):
         close()
     raise _ContainerStarted
+
+
+class _OnFirstUse:
+    """The registry credentials of a pull, made when the pull first asks for them: a task whose
+    image is present reads no AWS connection and computes no cache key."""
+
+    def __init__(self, make: Callable[[], AirflowEcrCredentials]) -> None:
+        self._make = make
+        self._made: AirflowEcrCredentials | None = None
+
+    def _credentials(self) -> AirflowEcrCredentials:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def get(self) -> RegistryCredentials:
+        return self._credentials().get()
+
+    def refresh(self, stale: RegistryCredentials) -> RegistryCredentials:
+        return self._credentials().refresh(stale)
+
+    @property
+    def fetched(self) -> bool:
+        """Whether a token was fetched (not taken from the host cache) for this pull."""
+        return self._made is not None and self._made.fetched
 
 
 def _lines_per_record() -> int:

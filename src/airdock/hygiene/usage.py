@@ -43,6 +43,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,6 +69,7 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 BUSY_TIMEOUT_SECONDS = 30.0
 
 _IMAGE_ID = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
+_SCHEMA_VERSION = 1  # PRAGMA user_version of a store whose tables _SCHEMA made
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uses (
@@ -90,6 +92,16 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+def _record_use(db: sqlite3.Connection, image_id: str, when: float) -> None:
+    key = normalise_reference(image_id)[0]
+    db.execute(
+        "INSERT INTO uses (image_id, last_used) VALUES (?, ?) "
+        "ON CONFLICT (image_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+        (key, when),
+    )
+    db.execute("INSERT OR IGNORE INTO brought (image_id, since) VALUES (?, ?)", (key, when))
 
 
 def normalise_reference(text: str) -> tuple[str, ...]:
@@ -130,9 +142,12 @@ class Lease:
         self.lease_id = lease_id
         self.expires = expires
 
-    def add(self, image_id: str) -> None:
-        """Hold the image id too, once the pull resolved it (tags may move; the id does not)."""
-        self._store._insert_lease(self.lease_id, normalise_reference(image_id), self.expires)
+    def add(self, image_id: str, *, used_at: float | None = None) -> None:
+        """Hold the image id too, once the pull resolved it (tags may move; the id does not); with
+        ``used_at``, record its use in the same transaction (``UsageStore.record_use``)."""
+        self._store._insert_lease(
+            self.lease_id, normalise_reference(image_id), self.expires, used=(image_id, used_at)
+        )
 
 
 class UsageStore:
@@ -147,6 +162,8 @@ class UsageStore:
         self._lock_timeout = lock_timeout_seconds
         self._ready = False
         self._mark: EngineMark | None = None
+        self._db: sqlite3.Connection | None = None  # kept open by the thread that made it ready
+        self._db_owner = (0, 0)
 
     @classmethod
     def for_host(cls, configured_state_dir: str | None = None, **kwargs: float) -> UsageStore:
@@ -161,14 +178,8 @@ class UsageStore:
     # -- writes ---------------------------------------------------------------------------
     def record_use(self, image_id: str, when: float) -> None:
         """Remember that a container was started from ``image_id`` at ``when`` (the latest wins)."""
-        key = normalise_reference(image_id)[0]
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO uses (image_id, last_used) VALUES (?, ?) "
-                "ON CONFLICT (image_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
-                (key, when),
-            )
-            db.execute("INSERT OR IGNORE INTO brought (image_id, since) VALUES (?, ?)", (key, when))
+            _record_use(db, image_id, when)
 
     def record_pull(self, image_id: str, when: float) -> None:
         """Remember that airdock pulled ``image_id`` (it is in the GC's default scope from now on)."""
@@ -332,7 +343,13 @@ class UsageStore:
 
     # -- internals ------------------------------------------------------------------------
     def _insert_lease(
-        self, lease_id: str, keys: Iterable[str], expires: float, *, prune_before: float | None = None
+        self,
+        lease_id: str,
+        keys: Iterable[str],
+        expires: float,
+        *,
+        prune_before: float | None = None,
+        used: tuple[str, float | None] | None = None,
     ) -> None:
         with self._connect() as db:
             if prune_before is not None:
@@ -342,12 +359,18 @@ class UsageStore:
                 "ON CONFLICT (lease_id, key) DO UPDATE SET expires = excluded.expires",
                 [(lease_id, key, expires) for key in keys],
             )
+            if used is not None and used[1] is not None:
+                _record_use(db, used[0], used[1])
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """A short-lived connection; one transaction, committed on success, always closed."""
+        """One transaction, committed on success. The connection is this object's, kept open for
+        the thread and process that opened it (a task's lease, use and release share it); any other
+        thread or a forked child gets one of its own for the transaction."""
         self._ensure_ready()
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        owner = (os.getpid(), threading.get_ident())
+        shared = self._db is not None and self._db_owner == owner
+        db = self._db if shared and self._db is not None else self._open()
         try:
             # A writer takes the write lock up front, so the busy timeout applies (no upgrade deadlock).
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -358,7 +381,17 @@ class UsageStore:
                 raise
             db.execute("COMMIT")
         finally:
-            db.close()
+            if not shared:
+                db.close()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        # WAL with synchronous=NORMAL: a commit survives any process's crash without an fsync
+        # (only a power loss may drop the last ones; the containers they describe die with it).
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     def _ensure_ready(self) -> None:
         if self._ready:
@@ -368,12 +401,13 @@ class UsageStore:
         # database file's permissions.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
+        db = self._open()
+        # A store made by this version says so (user_version): the next process skips the script.
+        if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-        finally:
-            db.close()
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        self._db, self._db_owner = db, (os.getpid(), threading.get_ident())
         self._ready = True
 
     def _ensure_directory(self) -> None:
