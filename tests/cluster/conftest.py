@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,17 @@ from airdock.local.cluster import WORKERS, Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-__all__ = ["WORKERS", "ClusterHandle"]
+__all__ = ["WORKERS", "ClusterHandle", "wait_until"]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``condition()``'s first truthy value, polled until ``timeout`` seconds (then an assertion
+    naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.3)
+    return value
 
 
 def cluster_script(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -11,14 +11,13 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.cluster.conftest import WORKERS, ClusterHandle
+from tests.cluster.conftest import WORKERS, ClusterHandle, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -94,14 +93,6 @@ def fault_dags(cluster: ClusterHandle) -> ClusterHandle:
     for dag_id in DAG_IDS:
         cluster.wait_for_dag(dag_id)
     return cluster
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.3)
-    return value
 
 
 def containers(cluster: ClusterHandle, worker: str, dag_id: str, *, running: bool = False) -> list[Any]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.cluster.conftest import ROOT, WORKERS, ClusterHandle
+from tests.cluster.conftest import ROOT, WORKERS, ClusterHandle, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -46,14 +45,6 @@ with DAG("airdock_cluster_page", schedule=None, start_date=datetime(2026, 1, 1),
         command=["echo report-started; sleep 25; echo report-done"],
     )
 """
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.5)
-    return value
 
 
 def page(cluster: ClusterHandle, path: str = "") -> httpx.Response:
