@@ -43,7 +43,6 @@ import contextlib
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -162,8 +161,6 @@ class UsageStore:
         self._lock_timeout = lock_timeout_seconds
         self._ready = False
         self._mark: EngineMark | None = None
-        self._db: sqlite3.Connection | None = None  # kept open by the thread that made it ready
-        self._db_owner = (0, 0)
 
     @classmethod
     def for_host(cls, configured_state_dir: str | None = None, **kwargs: float) -> UsageStore:
@@ -364,30 +361,24 @@ class UsageStore:
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction, committed on success. The connection is this object's, kept open for
-        the thread and process that opened it (a task's lease, use and release share it); any other
-        thread or a forked child gets one of its own for the transaction."""
+        """A short-lived connection; one transaction, committed on success, always closed."""
         self._ensure_ready()
-        owner = (os.getpid(), threading.get_ident())
-        shared = self._db is not None and self._db_owner == owner
-        db = self._db if shared and self._db is not None else self._open()
+        db = self._open()
         try:
             # A writer takes the write lock up front, so the busy timeout applies (no upgrade deadlock).
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the transaction's own error is the one to see
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         finally:
-            if not shared:
-                db.close()
+            db.close()
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         # WAL with synchronous=NORMAL: a commit survives any process's crash without an fsync
         # (only a power loss may drop the last ones; the containers they describe die with it).
         db.execute("PRAGMA synchronous=NORMAL")
@@ -402,12 +393,14 @@ class UsageStore:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         db = self._open()
-        # A store made by this version says so (user_version): the next process skips the script.
-        if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        self._db, self._db_owner = db, (os.getpid(), threading.get_ident())
+        try:
+            # A store made by this version says so (user_version): the next process skips the script.
+            if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        finally:
+            db.close()
         self._ready = True
 
     def _ensure_directory(self) -> None:
