@@ -6,6 +6,7 @@ import multiprocessing
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,36 @@ def test_mark_if_new_asks_for_the_engine_only_once(tmp_path: Path) -> None:
         store.mark_if_new(engine)
     UsageStore(store.path).mark_if_new(engine)
     assert asked == [1]
+
+
+def test_a_lease_uses_one_connection_for_its_insert_use_and_release(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = UsageStore(tmp_path / "usage.sqlite")
+    store.claim_engine(ENGINE_A)
+    task = UsageStore(store.path)  # a task's own store object, as each task process makes
+    opened: list[int] = []
+    real_open = UsageStore._open
+
+    def counting_open(self: UsageStore) -> Any:
+        opened.append(1)
+        return real_open(self)
+
+    monkeypatch.setattr(UsageStore, "_open", counting_open)
+    with task.lease(["team/app:v1"]) as lease:
+        lease.add(ID_A, used_at=7.0)
+        task.mark_if_new(lambda: pytest.fail("the mark was read with the lease"))  # type: ignore[arg-type, return-value]
+    assert len(opened) == 1, "one connection: the lease's insert, its image id and use, its release"
+    monkeypatch.setattr(UsageStore, "_open", real_open)
+    assert store.active_leases(time.time()) == []
+    assert store.usage_for([image(ID_A)], now=time.time())[ID_A].last_used == 7.0
+
+
+def test_a_lease_is_released_even_when_its_connection_broke(store: UsageStore) -> None:
+    with store.lease(["team/app:v1"]) as lease:
+        assert lease._db is not None
+        lease._db.close()  # as if the file had been replaced under it
+    assert store.active_leases(time.time()) == []
 
 
 def test_pulled_and_started_images_are_in_airdocks_scope(store: UsageStore) -> None:

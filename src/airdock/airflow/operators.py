@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
@@ -17,6 +19,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airdock.airflow.credentials import AirflowEcrCredentials, configured_ecr_registries, token_cache
 from airdock.auth.credentials import RegistryCredentials
+from airdock.engine import api_version as engine_api
 from airdock.engine.client import describe_engine_error, engine_address
 from airdock.engine.logs import DEFAULT_TAIL_LINES, KeepPolicy, stream_lines
 from airdock.engine.pull import PulledImage, PullPolicy, ensure_image
@@ -91,6 +94,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
     """
 
     template_fields: Sequence[str] = (*DockerOperator.template_fields, "aws_conn_id", "pull_policy")
+    api_version: str | None  # DockerOperator's argument (the provider is untyped)
 
     def __init__(
         self,
@@ -123,6 +127,9 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self.auto_gc = auto_gc
         self._start_only = False  # set by a subclass that follows the container elsewhere
         self._credentials: _OnFirstUse | None = None  # the last pull's, for the host status
+        self._api_version_remembered = False  # the hook was given this host's remembered API version
+        self._client_ready = False  # the engine client was made and tuned (see ``cli``)
+        self._api_version_forgotten = False  # the engine refused the remembered one: ``auto`` now
         if "{{" not in pull_policy:
             PullPolicy.parse(pull_policy)  # bad input fails at DAG parse time, not at run time
         if "{{" not in image:
@@ -183,6 +190,65 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         self._publish_host_status()
         return result
 
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's hook; with ``api_version`` unset (auto), given the engine's API version
+        when this host remembers it (``airdock.engine.api_version``): the client then skips
+        docker-py's ``GET /version`` and only pings."""
+        version: str | None = None
+        requested: str | None = self.api_version
+        if requested in (None, "auto") and not self._api_version_forgotten:
+            version = engine_api.remembered(self._state_dir, self._engine_key)
+        self._api_version_remembered = version is not None
+        if version is None:
+            return DockerOperator.hook.func(self)
+        self.api_version = version
+        try:
+            return DockerOperator.hook.func(self)
+        finally:
+            self.api_version = requested
+
+    @property
+    def cli(self) -> Any:
+        """The engine's API client (made by the provider's hook on first use).
+
+        A remembered API version the engine refuses ("client version … is too new") is forgotten
+        and the client made again with ``auto``; a version learnt by ``auto`` is remembered. Over a
+        unix socket the client skips requests' per-call proxy and ``.netrc`` lookups (``trust_env``:
+        neither can apply to a socket, and they cost a scan of the environment per call).
+        """
+        if self._client_ready:
+            return self.hook.api_client
+        import docker.errors
+
+        try:
+            client = self.hook.api_client
+        except docker.errors.APIError as exc:
+            if not (self._api_version_remembered and engine_api.is_version_refusal(exc)):
+                raise
+            self.log.info("the Docker engine refused API version %s: asking it again", first_line(str(exc)))
+            engine_api.forget(self._state_dir, self._engine_key)
+            self._api_version_forgotten = True
+            self.__dict__.pop("hook", None)
+            client = self.hook.api_client
+        if not self._api_version_remembered and self.api_version in (None, "auto"):
+            engine_api.remember(self._state_dir, self._engine_key, str(client.api_version))
+        if str(getattr(client, "base_url", "")).startswith("http+docker://"):
+            client.trust_env = False
+        self._client_ready = True
+        return client
+
+    @cached_property
+    def _state_dir(self) -> Path:
+        from airdock.airflow.hygiene import usage_store
+
+        return Path(usage_store().path).parent
+
+    @property
+    def _engine_key(self) -> str:
+        url = self.docker_url
+        return ",".join(url) if isinstance(url, list | tuple) else str(url)
+
     def _note_pull(self, pulled: PulledImage) -> None:
         from airdock.airflow import host_status
 
@@ -225,7 +291,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             base_url=str(getattr(self.cli, "base_url", "")),
             tty=bool(self.tty),
         )
-        with _provider_fetch_logs(reader):
+        with _provider_fetch_logs(reader), _known_tty(self.cli, bool(self.tty)):
             result = super()._run_image_with_mounts(target_mounts, add_tmp_variable)
         if not reader.used:
             self.log.warning(
@@ -502,6 +568,22 @@ def _provider_fetch_logs(reader: Callable[[Any, Any], list[str]]) -> Iterator[No
             _patch_users -= 1
             if _patch_users == 0 and getattr(_docker_module, "fetch_logs") is _dispatch_fetch_logs:  # noqa: B009
                 setattr(_docker_module, "fetch_logs", _stock_fetch_logs)  # noqa: B010
+
+
+@contextmanager
+def _known_tty(client: Any, tty: bool) -> Iterator[None]:
+    """docker-py's ``attach`` inspects the container to learn whether it has a TTY (one more round
+    trip before the start); the provider created it with ``tty``, so the answer is known. Tells
+    this client so while the block runs (an instance attribute over docker-py's private method,
+    removed after; if docker-py stops having that method, nothing is changed)."""
+    if not callable(getattr(type(client), "_check_is_tty", None)):
+        yield
+        return
+    client._check_is_tty = lambda container: tty
+    try:
+        yield
+    finally:
+        client.__dict__.pop("_check_is_tty", None)
 
 
 def _as_dict(labels: Any) -> dict[str, str]:
