@@ -49,6 +49,7 @@ class DagRun:
     output: str  # what the run printed, then (executor runs) its task log files as text
     returncode: int
     task_log: str = ""  # executor runs: the task log files alone, each record once
+    run_id: str | None = None  # executor runs
 
 
 def aws_connection_env(stack: StackHandle) -> dict[str, str]:
@@ -192,9 +193,11 @@ def run_dag(
     output = result.stdout + result.stderr
     match = _STATE.search(output)
     logged = ""
-    if deployment is not None and (run_id := _RUN_ID.search(output)):
+    run_id = _RUN_ID.search(output) if deployment is not None else None
+    if run_id is not None and deployment is not None:
         logged = task_logs(deployment.home, dag_id, run_id.group(1))
-    return DagRun(match.group(1) if match else None, output + logged, result.returncode, logged)
+    state = match.group(1) if match else None
+    return DagRun(state, output + logged, result.returncode, logged, run_id.group(1) if run_id else None)
 
 
 def task_logs(home: Path, dag_id: str, run_id: str) -> str:

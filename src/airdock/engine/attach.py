@@ -18,10 +18,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from airdock.engine.logs import MAX_RECORD_BYTES
+
 __all__ = ["READ_BYTES", "socket_chunks"]
 
 READ_BYTES = 256 * 1024
-GATHER_BYTES = 64 * 1024  # a block goes on once it holds this much (about a full log record)...
+GATHER_BYTES = MAX_RECORD_BYTES  # a block goes on once it holds a full log record...
 GATHER_SECONDS = 0.2  # ...or this long after its first byte: a slow job's lines are not held longer
 _HEADER = 8  # stream type (1 byte), 3 zero bytes, payload length (4 bytes, big-endian)
 _LENGTH = struct.Struct(">I")
