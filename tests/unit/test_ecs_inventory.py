@@ -87,25 +87,29 @@ def test_a_host_asks_ecs_at_most_once_a_minute_and_amends_its_snapshot_with_its_
     arn = started["tasks"][0]["taskArn"]
     task_id = arn.rsplit("/", 1)[-1]
     log = Log()
+    engines: list[int] = []
+
+    def engine() -> None:
+        engines.append(1)  # a host without an engine: its record says so
 
     def listed() -> list[str]:
         (snap,) = hosts.history(tmp_path, "ecs")
         return [task["task"] for task in snap["running"]]
 
-    host_status.note_ecs(api.ecs, "minute", None, log)  # the first: asked of ECS
+    host_status.note_ecs(api.ecs, "minute", engine, log)  # the first: asked of ECS
     assert published == [True] and listed() == [task_id]
-    host_status.note_ecs(api.ecs, "minute", None, log)  # nothing new within the minute
-    assert published == [True]
+    host_status.note_ecs(api.ecs, "minute", engine, log)  # nothing new within the minute
+    assert published == [True] and len(engines) == 1, "no engine client made when nothing is published"
     other = inventory.task_entry(
         "arn:aws:ecs:r:1:task/minute/other", "airdock-minute-job:1", tags, "PENDING", 1.0
     )
-    host_status.note_ecs(api.ecs, "minute", None, log, started=other)  # amended, not asked
+    host_status.note_ecs(api.ecs, "minute", engine, log, started=other)  # amended, not asked
     assert published == [True, True] and listed() == [task_id, "other"]
     api.ecs.stop_task(cluster="minute", task=arn)
-    host_status.note_ecs(api.ecs, "minute", None, log, ended_task=task_id)
+    host_status.note_ecs(api.ecs, "minute", engine, log, ended_task=task_id)
     assert published == [True, True, True] and listed() == ["other"]
     (snap,) = hosts.history(tmp_path, "ecs")
     assert snap["running_count"] == 1 and inventory.as_of(snap) >= snap["at"]
-    host_status.note_ecs(api.ecs, "no-such-cluster", None, log)
+    host_status.note_ecs(api.ecs, "no-such-cluster", engine, log)
     assert len(published) == 3 and len(log.warnings) == 1
     assert log.warnings[0].startswith("could not take a snapshot of ECS cluster no-such-cluster")

@@ -502,7 +502,7 @@ class ContainerOperator(EcrDockerOperator):
 
         ended_task = handle.task_id if ended else None
         host_status.note_ecs(
-            ecs, handle.cluster, self._host_engine(), self.log, started=started, ended_task=ended_task
+            ecs, handle.cluster, self._host_engine, self.log, started=started, ended_task=ended_task
         )
 
     def _host_engine(self) -> Any:

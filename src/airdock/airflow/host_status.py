@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,9 @@ ECS_SNAPSHOT_EVERY_S = 60.0
 
 
 def _state_dir() -> Path:
-    from airdock.airflow.hygiene import usage_store
+    from airdock.airflow.hygiene import state_dir
 
-    return Path(usage_store().path).parent
+    return state_dir()
 
 
 def note(kind: str, entry: dict[str, Any]) -> None:
@@ -40,7 +41,7 @@ def note(kind: str, entry: dict[str, Any]) -> None:
 def note_ecs(
     ecs: Any,
     cluster: str,
-    client: Any,
+    engine: Callable[[], Any],
     log: Any,
     *,
     started: dict[str, Any] | None = None,
@@ -49,7 +50,8 @@ def note_ecs(
     """Bring this host's snapshot of ``cluster`` up to date and publish it: a new snapshot from ECS
     (``ecs``: a boto3 ECS client) when the last is a minute old or more, else the last one amended
     with what the caller knows — ``started`` (an ``inventory.task_entry`` of a task it started) or
-    ``ended_task`` (the id of one that ended). ``client``: the host's ``DockerClient``, or None.
+    ``ended_task`` (the id of one that ended). ``engine()``: the host's ``DockerClient``, or None;
+    called only to publish.
     Never fails the task: a problem is one warning line."""
     from airdock.targets.ecs import inventory
 
@@ -68,7 +70,7 @@ def note_ecs(
     except Exception as exc:  # the page's data is information: it never fails the task
         log.warning("could not take a snapshot of ECS cluster %s for the hosts page: %s", cluster, exc)
         return
-    publish(client, log, force=True)
+    publish(engine(), log, force=True)
 
 
 def publish(client: Any, log: Any, *, force: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -22,6 +23,13 @@ def usage_store() -> Any:
     from airdock.hygiene.usage import UsageStore
 
     return UsageStore.for_host(option("state_dir"))
+
+
+def state_dir() -> Path:
+    """This host's airdock state directory (the usage store's): resolved as :func:`usage_store` does."""
+    from airdock.hygiene.state import resolve_state_dir
+
+    return resolve_state_dir(option("state_dir"))
 
 
 def parse_bytes(value: str | int | None) -> int | None:

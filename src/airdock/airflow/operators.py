@@ -240,9 +240,9 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
 
     @cached_property
     def _state_dir(self) -> Path:
-        from airdock.airflow.hygiene import usage_store
+        from airdock.airflow.hygiene import state_dir
 
-        return Path(usage_store().path).parent
+        return state_dir()
 
     @property
     def _engine_key(self) -> str:
