@@ -14,14 +14,17 @@ import time
 from datetime import datetime
 from typing import Any
 
+import docker
 import httpx
 import pytest
 
+from airdock.local.ecs_runner import LABEL_STACK
 from tests.cluster.conftest import WORKERS, ClusterHandle, wait_until
 
 pytestmark = pytest.mark.cluster
 
 LABEL = "airdock.dag_id"
+REATTACHED = "still running"  # what a retry logs when it finds the job of an earlier try running
 
 FAULT_DAGS = """
 from datetime import datetime, timedelta
@@ -47,10 +50,20 @@ def job(task_id, seconds, run_on="docker", **kwargs):
 def dag(dag_id):
     return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
 
+# Runs until the test says so (it creates /tmp/finish in the container), at most 10 minutes: the
+# retry must find it running however long the worker took to come back and the scheduler to notice.
+UNTIL_TOLD = (
+    "echo job-started; n=0; while [ ! -e /tmp/finish ] && [ $n -lt 600 ]; do sleep 1; n=$((n+1)); done; "
+    "echo job-finished"
+)
+
 for target in ("docker", "ecs"):
     # pinned to one host: a retry after the worker died runs on the same engine, and reattaches
     with dag(f"airdock_fault_worker_dies_{{target}}"):
-        job("job", 40, run_on=target, queue="worker-1", retries=1, retry_delay=timedelta(seconds=1))
+        ContainerOperator(
+            task_id="job", image=IMAGE, entrypoint=["sh", "-c"], command=[UNTIL_TOLD], run_on=target,
+            deferrable=False, queue="worker-1", retries=1, retry_delay=timedelta(seconds=1),
+        )
 
 for worker in ("worker-1", "worker-2"):
     with dag(f"airdock_fault_engine_restart_{{worker}}"):
@@ -126,6 +139,20 @@ def ecs_counts(cluster: ClusterHandle) -> tuple[int, int]:
     return int(body["ecs_tasks"].get("RUNNING", 0)), int(body["counters"].get("RunTask", 0))
 
 
+def finish(client: Any, filters: dict[str, str]) -> None:
+    """Tell the job waiting to be told (``UNTIL_TOLD``) in the one running container matching
+    ``filters`` to end."""
+    try:
+        running = client.containers.list(filters=filters)
+        waiting = [c for c in running if "/tmp/finish" in str(c.attrs["Args"])]
+        assert len(waiting) == 1, [c.attrs["Args"] for c in waiting]
+        (container,) = waiting
+        exit_code, output = container.exec_run(["touch", "/tmp/finish"])
+        assert exit_code == 0, output
+    finally:
+        client.close()
+
+
 def test_a_worker_killed_while_its_jobs_run_is_retried_by_reattaching_on_the_same_host(
     fault_dags: ClusterHandle,
 ) -> None:
@@ -141,6 +168,10 @@ def test_a_worker_killed_while_its_jobs_run_is_retried_by_reattaching_on_the_sam
 
     cluster.kill(worker)  # nobody is left to report the tasks
     cluster.up_again()  # the host comes back (a new worker process on the same engine)
+    for dag_id, run_id in runs.items():  # the retries found both jobs running: now let them end
+        wait_until(lambda d=dag_id, r=run_id: REATTACHED in cluster.task_logs(d, r), 300, f"{dag_id}'s retry")
+    finish(cluster.engine(worker), {"label": f"{LABEL}={docker_dag}"})
+    finish(docker.from_env(timeout=60), {"label": LABEL_STACK})  # the engine the local ECS runs tasks on
     states = {dag_id: cluster.wait(dag_id, run_id, timeout=300) for dag_id, run_id in runs.items()}
 
     logs = {dag_id: cluster.task_logs(dag_id, run_id) for dag_id, run_id in runs.items()}
@@ -156,7 +187,7 @@ def test_a_worker_killed_while_its_jobs_run_is_retried_by_reattaching_on_the_sam
     for dag_id in runs:
         assert states[dag_id] == "success", logs[dag_id][-4000:]
         assert attempts[dag_id] == {"job": 2}, "the retry ran"
-        assert "still running" in logs[dag_id], logs[dag_id][-4000:]
+        assert REATTACHED in logs[dag_id], logs[dag_id][-4000:]
         assert "job-finished" in logs[dag_id]
     assert made == 1, "exactly one container ran"
     assert started == 1, "exactly one ECS task ran"
@@ -290,7 +321,6 @@ def test_the_image_store_filling_up_is_made_room_in_without_touching_an_image_in
     """worker-2's own airflow.cfg gets an image budget smaller than two of the DAG's three images
     (``[airdock] gc_max_image_bytes``, no minimum age); one task holds the first image in use while
     the others pull theirs: each task's auto_gc makes room, none removes the image in use."""
-    import docker
 
     from airdock.local.offline_images import import_image
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 POLICIES_DAG = """
     import os
+    import time
     from datetime import datetime, timedelta
 
     from airflow.sdk import DAG
@@ -37,14 +39,33 @@ POLICIES_DAG = """
     IMAGE = os.environ["AIRDOCK_LOCAL_REGISTRY"] + "/e2e/job:v1"
     FAIL = ["sh", "-c", "echo failing; exit 3"]
 
+    class SlowCreate(EcrDockerOperator):
+        # The engine creates the container but answers late (a loaded host): the execution
+        # timeout fires before the task learns the container's id.
+
+        def _run_image_with_mounts(self, target_mounts, add_tmp_variable):
+            create = self.cli.create_container
+
+            def create_then_stall(*args, **kwargs):
+                created = create(*args, **kwargs)
+                print("created, answering late", flush=True)
+                time.sleep(300)
+                return created
+
+            self.cli.create_container = create_then_stall
+            return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+
     with DAG("airdock_e2e_policies", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
         EcrDockerOperator(task_id="ok_always", image=IMAGE, command=["echo", "ok"], auto_gc=True)
         EcrDockerOperator(task_id="ok_never", image=IMAGE, command=["echo", "ok"], remove="never",
                           labels={"team": "data"})
         EcrDockerOperator(task_id="fail_always", image=IMAGE, command=FAIL, remove="always")
         EcrDockerOperator(task_id="fail_on_success", image=IMAGE, command=FAIL, remove="on_success")
+        # timeouts long enough for a loaded host to get the container running (or created) first
         EcrDockerOperator(task_id="timeout_always", image=IMAGE, command=["sleep", "300"],
-                          execution_timeout=timedelta(seconds=3), stop_grace_seconds=1)
+                          execution_timeout=timedelta(seconds=10), stop_grace_seconds=1)
+        SlowCreate(task_id="timeout_in_create", image=IMAGE, command=["sleep", "300"],
+                   execution_timeout=timedelta(seconds=10))
 """
 
 LONG_DAG = """
@@ -93,6 +114,10 @@ def test_labels_and_remove_policy_on_success_failure_and_timeout(
         assert labels[LABEL_STARTED_AT].endswith("+00:00")
         assert left["fail_on_success"].attrs["State"]["ExitCode"] == 3
         assert "stopping container" in run.output, "the timed-out container was stopped"
+        assert "created, answering late" in run.output, run.output[-3000:]
+        found = re.search(r"container (\w{12}) was created as the task stopped", run.output)
+        assert found, "the container whose id the task never learnt was found by its labels"
+        assert f"removed container {found[1]}" in run.output, "and removed"
         assert "auto_gc: image storage within budget" in run.output
     finally:
         for container in left.values():

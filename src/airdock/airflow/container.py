@@ -343,8 +343,8 @@ class ContainerOperator(EcrDockerOperator):
             return None
         return str(digests[0]).split("@", 1)[1] if digests else image_id
 
-    def _dispose_container(self, succeeded: bool, *, exited: bool = False) -> None:
-        super()._dispose_container(succeeded, exited=exited)
+    def _dispose_container(self, succeeded: bool, *, exited: bool = False, look_up: bool = False) -> None:
+        super()._dispose_container(succeeded, exited=exited, look_up=look_up)
         container = getattr(self, "container", None)
         if not container:
             return

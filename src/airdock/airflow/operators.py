@@ -181,7 +181,7 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 # failing clean-up is logged, never raised: it must not hide the task's own error.
                 # A container started to be followed elsewhere (deferral) is left running.
                 if result is not CONTAINER_STARTED:
-                    self._dispose_container(succeeded, exited=succeeded)
+                    self._dispose_container(succeeded, exited=succeeded, look_up=True)
         if result is CONTAINER_STARTED:
             self._publish_host_status()
             return result
@@ -381,15 +381,19 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
             LABEL_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
-    def _dispose_container(self, succeeded: bool, *, exited: bool = False) -> None:
+    def _dispose_container(self, succeeded: bool, *, exited: bool = False, look_up: bool = False) -> None:
         """Stop the container if it still runs; remove it unless ``remove`` says keep. Idempotent.
         ``exited``: the engine said it exited (its wait returned), so it is not asked again.
+        ``look_up``: when the task never learnt its container's id — stopped (execution timeout,
+        termination) while the engine was creating it — find it by this try's labels.
 
         Never raises: on every path it runs after the task's own outcome, which must stay visible.
         """
         import docker.errors
 
         container = getattr(self, "container", None)
+        if not container and look_up and not succeeded:
+            container = self.container = self._container_of_this_try()
         if not container:
             return
         container_id = container["Id"]
@@ -419,6 +423,22 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
                 container_id[:12],
                 describe_engine_error(exc),
             )
+
+    def _container_of_this_try(self) -> Any:
+        """The container labelled with this try's labels (``execute`` set them), if the engine has
+        one; ``None`` when it has none or does not answer (the hygiene sweep then removes it)."""
+        labels = _as_dict(getattr(self, "labels", None))
+        keys = (LABEL_DAG_ID, LABEL_TASK_ID, LABEL_RUN_ID, LABEL_TRY_NUMBER, LABEL_MAP_INDEX)
+        if not all(key in labels for key in keys):
+            return None
+        try:
+            found = self.cli.containers(all=True, filters={"label": [f"{key}={labels[key]}" for key in keys]})
+        except Exception:  # best effort, on a path that must not raise
+            return None
+        if not found:
+            return None
+        self.log.info("container %s was created as the task stopped", found[0]["Id"][:12])
+        return {"Id": found[0]["Id"]}
 
     def _auto_gc(self) -> None:
         from airdock.airflow.hygiene import run_auto_gc
