@@ -21,6 +21,8 @@ from typing import Any
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from airdock.files import write_atomically
+
 __all__ = ["HISTORY_FILE", "KEEP", "build_record", "due", "history", "record_event"]
 
 HISTORY_FILE = "host-history.json"
@@ -57,9 +59,7 @@ def record_event(state_dir: Path, kind: str, entry: Mapping[str, Any], *, replac
             ]
             entries = [*kept, dict(entry)][-KEEP[kind] :]
             history[kind] = entries
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(history, separators=(",", ":")))
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps(history, separators=(",", ":")))
 
 
 def history(state_dir: Path, kind: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ where lazy imports hide). The layers, top to bottom::
     engine                 the Docker engine
     auth                   registry credentials
     images, durations      values (and errors, below everything)
+    files                  writing a file atomically (imports nothing)
     metrics                airdock's metric names and the sink they go through (imports nothing)
     hosts                  a worker host's status record (beside targets: reads auth, engine, hygiene)
     local                  the offline AWS stand-in: imports nothing of airdock but errors
@@ -29,14 +30,15 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "airdock"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "metrics": set(),
+    "files": set(),
     "durations": {"errors"},
     "images": {"errors"},
-    "auth": {"errors", "images", "durations", "metrics"},
-    "engine": {"errors", "images", "durations", "metrics", "auth"},
-    "hygiene": {"errors", "images", "durations", "metrics", "engine"},
-    "analyst": {"errors", "images", "durations", "metrics", "auth", "engine", "hygiene"},
-    "targets": {"errors", "images", "durations", "metrics", "auth", "engine"},
-    "hosts": {"errors", "images", "durations", "metrics", "auth", "engine", "hygiene"},
+    "auth": {"errors", "files", "images", "durations", "metrics"},
+    "engine": {"errors", "files", "images", "durations", "metrics", "auth"},
+    "hygiene": {"errors", "files", "images", "durations", "metrics", "engine"},
+    "analyst": {"errors", "files", "images", "durations", "metrics", "auth", "engine", "hygiene"},
+    "targets": {"errors", "files", "images", "durations", "metrics", "auth", "engine"},
+    "hosts": {"errors", "files", "images", "durations", "metrics", "auth", "engine", "hygiene"},
     "local": {"errors"},
 }
 TOP = {"airflow", "cli", "__init__"}  # the top imports anything below it

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from filelock import Timeout as LockTimeout
 from airdock import metrics
 from airdock.auth.credentials import RegistryCredentials
 from airdock.errors import AccessDeniedError, RegistryAuthError
+from airdock.files import write_atomically
 
 DEFAULT_MARGIN_SECONDS = 3600.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
@@ -182,19 +182,7 @@ class TokenCache:
         if identity:
             entry["identity"] = identity
         payload = json.dumps(entry, separators=(",", ":"))
-        self._write_atomically(path, payload)
-
-    def _write_atomically(self, path: Path, payload: str) -> None:
-        # mkstemp creates the file 0600; os.replace makes the new entry appear atomically.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, payload)  # 0600, and the new entry appears in one step
 
     @staticmethod
     def _failure_path(path: Path) -> Path:
@@ -211,7 +199,7 @@ class TokenCache:
             "until": self._clock() + self._failure_ttl,
         }
         with contextlib.suppress(OSError):
-            self._write_atomically(self._failure_path(path), json.dumps(record))
+            write_atomically(self._failure_path(path), json.dumps(record))
 
     def _raise_recent_failure(self, path: Path) -> None:
         try:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from airdock.files import write_atomically
 
 __all__ = ["CACHE_FILE", "FRESH_SECONDS", "forget", "is_version_refusal", "remember", "remembered"]
 
@@ -74,12 +74,4 @@ def _read(state_dir: Path) -> dict[str, Any]:
 def _write(state_dir: Path, entries: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):  # a cache: a read-only or full disk only costs the next task 7 ms
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".engine-api-", dir=state_dir)  # 0600
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(entries, out)
-            os.replace(tmp, state_dir / CACHE_FILE)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(state_dir / CACHE_FILE, json.dumps(entries), prefix=".engine-api-")

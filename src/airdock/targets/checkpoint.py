@@ -10,12 +10,12 @@ directory also holds nothing anyone else should write.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from airdock.files import write_atomically
 
 __all__ = ["LogCheckpoints"]
 
@@ -42,14 +42,7 @@ class LogCheckpoints:
 
     def save(self, key: str, position: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # mkstemp creates 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(position, handle)
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self._path(key), json.dumps(position))
 
     def forget(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
