@@ -14,6 +14,7 @@ from airdock.engine.api_version import (
     FRESH_SECONDS,
     forget,
     is_version_refusal,
+    refusal,
     remember,
     remembered,
 )
@@ -79,3 +80,17 @@ def test_the_engine_refusals_are_recognised() -> None:
     too_old = "client version 1.22 is too old. Minimum supported API version is 1.24"
     assert is_version_refusal(Exception(too_old))
     assert not is_version_refusal(Exception("No such image: app:v1"))
+
+
+def test_a_refusal_is_told_in_the_engines_own_words() -> None:
+    wrapped = (
+        "400 Client Error for http+docker://localhost/v1.99/_ping: Bad Request "
+        '("client version 1.99 is too new. Maximum supported API version is 1.41")'
+    )
+    assert (
+        refusal(Exception(wrapped)) == "client version 1.99 is too new. Maximum supported API version is 1.41"
+    )
+    assert refusal(Exception("client version 1.22 is too old. Minimum supported API version is 1.24\n")) == (
+        "client version 1.22 is too old. Minimum supported API version is 1.24"
+    )
+    assert refusal(Exception("No such image: app:v1")) is None

@@ -226,7 +226,10 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
         except docker.errors.APIError as exc:
             if not (self._api_version_remembered and engine_api.is_version_refusal(exc)):
                 raise
-            self.log.info("the Docker engine refused API version %s: asking it again", first_line(str(exc)))
+            self.log.info(
+                "the Docker engine refused the API version this host remembered (%s): asking it again",
+                engine_api.refusal(exc),
+            )
             engine_api.forget(self._state_dir, self._engine_key)
             self._api_version_forgotten = True
             self.__dict__.pop("hook", None)

@@ -22,12 +22,12 @@ from typing import Any
 
 from airdock.files import write_atomically
 
-__all__ = ["CACHE_FILE", "FRESH_SECONDS", "forget", "is_version_refusal", "remember", "remembered"]
+__all__ = ["CACHE_FILE", "FRESH_SECONDS", "forget", "is_version_refusal", "refusal", "remember", "remembered"]
 
 CACHE_FILE = "engine-api-versions.json"
 FRESH_SECONDS = 3600.0  # an engine upgraded meanwhile is spoken to in its older API for at most this long
 _VERSION = re.compile(r"1\.\d{1,3}")
-_REFUSAL = re.compile(r"client version \S+ is too (new|old)")
+_REFUSAL = re.compile(r"client version \S+ is too (?:new|old)[^\"()\n]*")
 
 
 def remembered(state_dir: Path, address: str, *, now: float | None = None) -> str | None:
@@ -60,7 +60,14 @@ def forget(state_dir: Path, address: str) -> None:
 
 def is_version_refusal(exc: BaseException) -> bool:
     """The engine refused the client's API version ("client version 1.45 is too new. …")."""
-    return bool(_REFUSAL.search(str(exc)))
+    return refusal(exc) is not None
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The engine's own sentence refusing the client's API version, without docker-py's wrapping
+    ("400 Client Error for http+docker://…: Bad Request (…)"); ``None`` for any other error."""
+    found = _REFUSAL.search(str(exc))
+    return found[0].strip().rstrip(".") if found else None
 
 
 def _read(state_dir: Path) -> dict[str, Any]:
