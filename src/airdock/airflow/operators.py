@@ -430,12 +430,10 @@ class EcrDockerOperator(DockerOperator):  # type: ignore[misc]  # the provider i
     def _container_of_this_try(self) -> Any:
         """The container labelled with this try's labels (``execute`` set them), if the engine has
         one; ``None`` when it has none or does not answer (the hygiene sweep then removes it)."""
-        labels = _as_dict(getattr(self, "labels", None))
         keys = (LABEL_DAG_ID, LABEL_TASK_ID, LABEL_RUN_ID, LABEL_TRY_NUMBER, LABEL_MAP_INDEX)
-        if not all(key in labels for key in keys):
-            return None
+        this_try = [f"{key}={self.labels[key]}" for key in keys]
         try:
-            found = self.cli.containers(all=True, filters={"label": [f"{key}={labels[key]}" for key in keys]})
+            found = self.cli.containers(all=True, filters={"label": this_try})
         except Exception:  # best effort, on a path that must not raise
             return None
         if not found:
