@@ -19,10 +19,12 @@ import shutil
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -33,6 +35,7 @@ from tests.conftest import AIRFLOW, StackHandle, free_port, make_env
 
 _STATE = re.compile(r"DagRun Finished: .*state=(\w+)")
 _RUN_ID = re.compile(r"DagRun Finished: .*?run_id=([^,\s]+),")
+SHUTDOWN_GRACE_S = 60  # a finished run's executor shutdown takes a second or two
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +192,7 @@ def run_dag(
         env.update(deployment.env)
         env.update(extra_env)
         argv.append("--use-executor")
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
+    result = _run_to_the_end(argv, env, timeout=300)
     output = result.stdout + result.stderr
     match = _STATE.search(output)
     logged = ""
@@ -198,6 +201,66 @@ def run_dag(
         logged = task_logs(deployment.home, dag_id, run_id.group(1))
     state = match.group(1) if match else None
     return DagRun(state, output + logged, result.returncode, logged, run_id.group(1) if run_id else None)
+
+
+def _run_to_the_end(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test …`` in a process group of its own, its output read as it comes.
+
+    Once the DAG run has finished (Airflow printed ``DagRun Finished``), the command only shuts its
+    executor down. Airflow's LocalExecutor sometimes never ends there: a worker misses its shutdown
+    message and ``end()`` joins it forever (apache/airflow#45329, an upstream race; seen here in CI
+    as a 300 s hang after a successful run). So a command still running ``SHUTDOWN_GRACE_S`` after
+    the run finished is stopped, with a line saying so appended to its output, and the run's own
+    result stands. One that has not finished its run after ``timeout`` is sent SIGABRT with Python's
+    faulthandler on, so every process prints where its threads stood, and the test fails with that.
+    No process of the command is left behind either way."""
+    process = subprocess.Popen(
+        argv,
+        env={**env, "PYTHONFAULTHANDLER": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    run_finished = threading.Event()
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if _STATE.search(line):
+                run_finished.set()
+
+    reader = threading.Thread(target=read, args=(process.stdout,), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and not run_finished.is_set() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if run_finished.is_set():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=SHUTDOWN_GRACE_S)
+        if process.poll() is None and not run_finished.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGABRT)
+            time.sleep(5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            reader.join(timeout=60)
+            stood = "".join(lines)[-12000:]
+            pytest.fail(f"{' '.join(argv[1:])} did not end in {timeout:.0f} s; where it stood:\n{stood}")
+        if process.poll() is None:
+            grace = SHUTDOWN_GRACE_S
+            lines.append(
+                f"[test harness] the run finished; its executor did not shut down in {grace} s: stopped\n"
+            )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # what is left: the executor's workers
+        process.wait(timeout=60)
+        reader.join(timeout=60)
+    return subprocess.CompletedProcess(argv, process.returncode, "".join(lines), "")
 
 
 def task_logs(home: Path, dag_id: str, run_id: str) -> str:
